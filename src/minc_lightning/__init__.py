@@ -2,6 +2,7 @@
 
 from minc_lightning.diagnostics import effective_rank, embedding_std, lambda_diagnostics
 from minc_lightning.loss import (
+    BYOLLoss,
     MINCLoss,
     SpectralContrastiveLoss,
     byol_loss,
@@ -10,6 +11,7 @@ from minc_lightning.loss import (
 )
 
 __all__ = [
+    "BYOLLoss",
     "MINCLoss",
     "SpectralContrastiveLoss",
     "byol_loss",

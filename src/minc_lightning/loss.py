@@ -185,3 +185,12 @@ def byol_loss(p: Tensor, t: Tensor) -> Tensor:
     """BYOL's regression loss, mean_i (2 - 2 cos(p_i, sg(t_i))), in float32."""
     with torch.autocast(device_type=p.device.type, enabled=False):
         return (2.0 - 2.0 * F.cosine_similarity(p.float(), t.detach().float(), dim=-1)).mean()
+
+
+class BYOLLoss(nn.Module):
+    """BYOL's symmetric loss for ``p``, ``t`` stacked in both view orders (N = 2B rows): the *sum*
+    of the two directions' means, as in BYOL's reference code (averaging them halves the loss and
+    its gradient, which silently changes results)."""
+
+    def forward(self, p: Tensor, t: Tensor) -> Tensor:
+        return 2.0 * byol_loss(p, t)

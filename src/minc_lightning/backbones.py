@@ -1,0 +1,70 @@
+"""Backbones that map images (B, C, H, W) to features (B, num_features)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torchvision
+from torch import Tensor, nn
+
+ResNetName = Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+
+
+class ResNet(nn.Module):
+    """A randomly initialised torchvision ResNet with its classifier removed.
+
+    Args:
+        name: torchvision architecture.
+        cifar_stem: replace the 7×7/2 convolution and max-pool by one 3×3/1 convolution, the usual
+            stem for 32 px images (CIFAR, and what solo-learn and lightly use there).
+        in_channels: input channels (3 for RGB).
+        zero_init_residual: start every residual branch at zero (torchvision's option).
+    """
+
+    def __init__(
+        self,
+        name: ResNetName = "resnet18",
+        cifar_stem: bool = False,
+        in_channels: int = 3,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        net = getattr(torchvision.models, name)(weights=None, zero_init_residual=zero_init_residual)
+        if cifar_stem or in_channels != 3:
+            kernel, stride, padding = (3, 1, 1) if cifar_stem else (7, 2, 3)
+            net.conv1 = nn.Conv2d(in_channels, 64, kernel, stride, padding, bias=False)
+        if cifar_stem:
+            net.maxpool = nn.Identity()
+        self.num_features: int = net.fc.in_features
+        net.fc = nn.Identity()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class ConvNet(nn.Module):
+    """A small VGG-style CNN for 28-32 px images: four 3×3 conv-BN-ReLU blocks (the last three
+    with stride 2) and global average pooling. Fast enough to pre-train on a CPU.
+
+    Args:
+        in_channels: input channels.
+        width: channels of the first block; they double at each stride.
+    """
+
+    def __init__(self, in_channels: int = 3, width: int = 32) -> None:
+        super().__init__()
+        chans = [in_channels, width, 2 * width, 4 * width, 8 * width]
+        layers: list[nn.Module] = []
+        for i in range(4):
+            stride = 1 if i == 0 else 2
+            layers += [
+                nn.Conv2d(chans[i], chans[i + 1], 3, stride, 1, bias=False),
+                nn.BatchNorm2d(chans[i + 1]),
+                nn.ReLU(inplace=True),
+            ]
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.num_features: int = chans[-1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(x)

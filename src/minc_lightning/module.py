@@ -1,0 +1,344 @@
+"""MINCModule: BYOL-style online/target networks trained with the MINC loss (SPEC section 3)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
+from lightly.models.utils import get_weight_decay_parameters, update_momentum
+from lightly.utils.lars import LARS
+from lightly.utils.scheduler import CosineWarmupScheduler, cosine_schedule
+from lightning.pytorch import LightningModule
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from minc_lightning.backbones import ResNet
+from minc_lightning.diagnostics import effective_rank, embedding_std, lambda_diagnostics
+from minc_lightning.loss import BYOLLoss, MINCLoss, SpectralContrastiveLoss
+
+Objective = Literal["minc", "spectral", "byol"]
+BATCH_CONTRACT = (
+    "a training batch is (views, labels) or (views, labels, *anything), where views is a "
+    "list/tuple of two tensors of shape (B, C, H, W) and labels a (B,) integer tensor (-1 for "
+    "unlabelled images), or (views,) with no labels"
+)
+
+
+def describe(x: Any) -> str:
+    """A short description of a nested batch, for error messages."""
+    if isinstance(x, Tensor):
+        return f"Tensor{tuple(x.shape)}"
+    if isinstance(x, (list, tuple)):
+        return f"{type(x).__name__}({', '.join(describe(v) for v in x)})"
+    return type(x).__name__
+
+
+def unpack_views(batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Split a training batch into its two views and its labels (None when it has none)."""
+    views = batch[0] if isinstance(batch, (list, tuple)) and len(batch) > 0 else None
+    labels = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
+    ok = (
+        isinstance(views, (list, tuple))
+        and len(views) == 2
+        and all(isinstance(v, Tensor) and v.ndim == 4 for v in views)
+        and views[0].shape == views[1].shape
+        and (labels is None or (isinstance(labels, Tensor) and labels.shape == views[0].shape[:1]))
+    )
+    if not ok:
+        raise ValueError(f"MINCModule: {BATCH_CONTRACT}; received {describe(batch)}")
+    return views[0], views[1], labels
+
+
+def infer_feature_dim(backbone: nn.Module) -> int:
+    """The width F of ``backbone``'s (B, F) output: its ``num_features`` attribute, or a probe
+    forward pass on a small RGB image."""
+    if isinstance(getattr(backbone, "num_features", None), int):
+        return backbone.num_features
+    was_training = backbone.training
+    try:
+        with torch.no_grad():
+            out = backbone.eval()(torch.zeros(2, 3, 64, 64))
+    except Exception as err:  # any failure means we cannot guess: ask the user
+        raise ValueError(
+            "MINCModule could not infer the backbone's feature width by running it on a "
+            f"(2, 3, 64, 64) image ({type(err).__name__}: {err}); pass feature_dim=<F>."
+        ) from err
+    finally:
+        backbone.train(was_training)
+    if out.ndim != 2:
+        raise ValueError(
+            f"MINCModule: the backbone must return (B, F) features, it returned "
+            f"{tuple(out.shape)}; flatten its output or pass a backbone ending in pooling."
+        )
+    return out.shape[1]
+
+
+class MINCModule(LightningModule):
+    """Self-supervised pre-training with MINC (or the SCL / BYOL baselines through one code path).
+
+    Online network: backbone → projector → predictor; target network: an EMA copy of backbone →
+    projector without gradients, updated once per optimizer step with momentum τ rising from
+    ``tau_base`` to 1 by a cosine over ``trainer.estimated_stepping_batches``. A linear probe on
+    the detached backbone features tracks top-1/top-5 accuracy on the validation loader.
+
+    Batch contract: a training batch is ``(views, labels)`` or ``(views, labels, *anything)``;
+    ``views`` a list/tuple of two (B, C, H, W) tensors (what lightly's ``BYOLTransform`` yields
+    through a torchvision dataset), ``labels`` (B,) with -1 for unlabelled images, or left out.
+    A validation batch is ``(images, labels, *anything)``.
+
+    Args:
+        backbone: images (B, C, H, W) → features (B, F). Default: ResNet-18.
+        feature_dim: F; inferred from ``backbone.num_features`` or a probe forward when None.
+        projection_hidden_dim, projection_dim: projector MLP widths (BYOL: 4096, 256).
+        prediction_hidden_dim: predictor MLP hidden width (BYOL: 4096).
+        use_predictor: use the predictor MLP (else identity) for "minc" and "byol".
+        objective: "minc", "spectral" (SCL: no target, no predictor) or "byol".
+        alpha, triangular, moment_source, mu: the MINC loss (see ``MINCLoss``); ``mu`` also
+            normalises the spectral loss.
+        tau_base: target momentum at step 0.
+        optimizer: "lars" (lightly's), "sgd" or "adamw".
+        lr: base learning rate for a global batch of 256 (scaled linearly with the global batch).
+        weight_decay: on weights only; biases and normalisation parameters get none (and no LARS
+            adaptation).
+        momentum: for LARS and SGD.
+        warmup_epochs: linear warm-up length, then cosine decay; both stepped per optimizer step.
+        num_classes: classes of the online linear probe; 0 disables it.
+        probe_lr: learning rate of the probe (not scaled with the batch).
+        on_nonfinite: a non-finite loss or gradient either "skip"s the optimizer step (with a
+            warning; weights, optimizer state, Λ and target stay as they were) or "raise"s.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module | None = None,
+        feature_dim: int | None = None,
+        projection_hidden_dim: int = 4096,
+        projection_dim: int = 256,
+        prediction_hidden_dim: int = 4096,
+        use_predictor: bool = True,
+        objective: Objective = "minc",
+        alpha: float = 0.1,
+        triangular: bool = True,
+        moment_source: Literal["target", "online"] = "target",
+        mu: float | None = 1.0,
+        tau_base: float = 0.99,
+        optimizer: Literal["lars", "sgd", "adamw"] = "lars",
+        lr: float = 0.2,
+        weight_decay: float = 1.5e-6,
+        momentum: float = 0.9,
+        warmup_epochs: float = 10.0,
+        num_classes: int = 0,
+        probe_lr: float = 0.1,
+        on_nonfinite: Literal["skip", "raise"] = "skip",
+    ) -> None:
+        super().__init__()
+        # A backbone given in a config is saved as its config; a Python object is not saved
+        # (pass it again to load_from_checkpoint).
+        self.save_hyperparameters(ignore=None if _given_hyperparameters.get() else ["backbone"])
+        checks = {
+            "objective": (
+                objective in ("minc", "spectral", "byol"),
+                "'minc', 'spectral' or 'byol'",
+            ),
+            "optimizer": (optimizer in ("lars", "sgd", "adamw"), "'lars', 'sgd' or 'adamw'"),
+            "on_nonfinite": (on_nonfinite in ("skip", "raise"), "'skip' or 'raise'"),
+            "lr": (lr > 0, "a positive number"),
+            "probe_lr": (probe_lr > 0, "a positive number"),
+            "weight_decay": (weight_decay >= 0, "non-negative"),
+            "tau_base": (0.0 <= tau_base <= 1.0, "in [0, 1]"),
+            "warmup_epochs": (warmup_epochs >= 0, "non-negative"),
+            "num_classes": (num_classes >= 0, "0 (no probe) or the number of classes"),
+        }
+        for name, (ok, expected) in checks.items():
+            if not ok:
+                raise ValueError(f"MINCModule: {name} must be {expected}, got {locals()[name]!r}")
+
+        self.backbone = ResNet("resnet18") if backbone is None else backbone
+        self.feature_dim = feature_dim or infer_feature_dim(self.backbone)
+        self.projector = BYOLProjectionHead(self.feature_dim, projection_hidden_dim, projection_dim)
+        self.predictor: nn.Module = nn.Identity()
+        if objective == "spectral":
+            self.criterion: nn.Module = SpectralContrastiveLoss(mu=mu)
+        else:
+            if use_predictor:
+                self.predictor = BYOLPredictionHead(
+                    projection_dim, prediction_hidden_dim, projection_dim
+                )
+            # Frozen copies: no gradient, so DDP needs no find_unused_parameters.
+            self.target_backbone = copy.deepcopy(self.backbone).requires_grad_(False)
+            self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
+            self.criterion = (
+                MINCLoss(projection_dim, alpha, triangular, moment_source, mu)
+                if objective == "minc"
+                else BYOLLoss()
+            )
+        self.probe = nn.Linear(self.feature_dim, num_classes) if num_classes else None
+        if num_classes:
+            self.val_top1 = MulticlassAccuracy(num_classes, top_k=1)
+            self.val_top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes))
+        self._finite = torch.tensor(True)  # all losses of this optimizer step finite so far
+        self._loss_state: dict[str, Tensor] = {}  # criterion state after the last good step
+
+    # --- schedules -------------------------------------------------------------------------
+    def tau(self, step: int) -> float:
+        """Target momentum after ``step`` optimizer steps: tau_base → 1 by a cosine."""
+        # lightly's schedule over total + 1 points is exactly SPEC's 1 - (1 - τ₀)(cos(πk/K) + 1)/2
+        total = int(self.trainer.estimated_stepping_batches)
+        return cosine_schedule(step, total + 1, self.hparams.tau_base, 1.0)
+
+    # --- training --------------------------------------------------------------------------
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x1, x2, y = unpack_views(batch)
+        h = self.backbone(torch.cat([x1, x2]))  # (2B, F)
+        if h.ndim != 2 or h.shape[1] != self.feature_dim:
+            raise ValueError(
+                f"MINCModule: the backbone returned features of shape {tuple(h.shape)}, but the "
+                f"projector expects (2B, {self.feature_dim}); set feature_dim to the backbone's "
+                "output width."
+            )
+        z = self.projector(h)  # (2B, d)
+        if self.hparams.objective == "spectral":
+            loss = self.criterion(*z.chunk(2))
+        else:
+            p = self.predictor(z)  # online predictions of v1 then v2
+            with torch.no_grad():  # target projections of the *other* view: v2 then v1
+                t = self.target_projector(self.target_backbone(torch.cat([x2, x1])))
+            loss = self.criterion(p, t)
+        self.log("train/loss", loss, prog_bar=True)
+
+        if self.probe is not None:
+            labels = torch.cat([y, y]) if y is not None else h.new_full((len(h),), -1).long()
+            probe_loss, labelled = self._probe_loss(h.detach(), labels)
+            self.log("train/probe_loss", probe_loss, batch_size=max(labelled, 1))
+            loss = loss + probe_loss
+
+        self._finite = self._finite.to(loss.device) & torch.isfinite(loss.detach())
+        self._batch_idx = batch_idx
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            self._log_diagnostics(z.detach())
+        return loss
+
+    def _probe_loss(self, feats: Tensor, labels: Tensor) -> tuple[Tensor, int]:
+        """Cross-entropy of the probe over labelled rows (label -1: ignored). Always uses the
+        probe, so every process touches its parameters (DDP needs that)."""
+        logits = self.probe(feats)
+        mask = labels >= 0
+        total = F.cross_entropy(logits, labels.clamp_min(0), reduction="none")
+        return (total * mask).sum() / mask.sum().clamp_min(1), int(mask.sum())
+
+    def _log_diagnostics(self, z: Tensor) -> None:
+        stats = {"train/embedding_std": embedding_std(z), "train/effective_rank": effective_rank(z)}
+        if isinstance(self.criterion, MINCLoss):
+            stats.update(
+                {
+                    f"lambda/{k}": v
+                    for k, v in lambda_diagnostics(self.criterion.second_moment).items()
+                }
+            )
+        if self.hparams.objective != "spectral":
+            stats["train/tau"] = self.tau(self.global_step)
+        if self.trainer.optimizers:
+            stats["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self.log_dict(stats)
+
+    def on_train_start(self) -> None:
+        self._loss_state = {k: v.clone() for k, v in self.criterion.state_dict().items()}
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Skip (or stop at) a step whose loss or gradient is not finite, on every process."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        finite = self._finite.to(self.device)
+        if grads:
+            finite = finite & torch.stack(torch._foreach_norm(grads)).isfinite().all()
+        bad = self.trainer.strategy.reduce_boolean_decision(not bool(finite), all=False)
+        self._finite = torch.tensor(True)
+        self._skip_step = bad
+        if not bad:
+            return
+        where = (
+            f"optimizer step {self.global_step} (epoch {self.current_epoch}, "
+            f"batch {self._batch_idx})"
+        )
+        if self.hparams.on_nonfinite == "raise":
+            raise FloatingPointError(
+                f"MINCModule: non-finite loss or gradient at {where}. Lower the learning rate, "
+                "enable normalisation (mu), or set on_nonfinite='skip'."
+            )
+        rank_zero_warn(f"MINCModule: non-finite loss or gradient at {where}; step skipped.")
+        optimizer.zero_grad(set_to_none=True)  # optimizers leave parameters without grad alone
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure=None):
+        step = self.global_step  # optimizer steps taken before this one
+        self._skip_step = False
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if self._skip_step:  # Λ goes back to where it was before the batch
+            self.criterion.load_state_dict(self._loss_state)
+            return
+        if hasattr(self, "target_backbone"):  # exactly once per optimizer step
+            tau = self.tau(step)
+            update_momentum(self.backbone, self.target_backbone, tau)
+            update_momentum(self.projector, self.target_projector, tau)
+        self._loss_state = {k: v.clone() for k, v in self.criterion.state_dict().items()}
+
+    # --- validation: online linear probe ----------------------------------------------------
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        if self.probe is None:
+            return
+        x, y = batch[0], batch[1]
+        if isinstance(x, (list, tuple)):  # a two-view validation set: probe the first view
+            x = x[0]
+        mask = y >= 0
+        logits = self.probe(self.backbone(x))[mask]
+        self.val_top1(logits, y[mask])
+        self.val_top5(logits, y[mask])
+        self.log("val/top1", self.val_top1, prog_bar=True)
+        self.log(f"val/top{self.val_top5.top_k}", self.val_top5)
+
+    # --- optimisation -----------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp, trainer = self.hparams, self.trainer
+        if trainer.estimated_stepping_batches == float("inf"):
+            raise ValueError("MINCModule needs a finite run: set trainer.max_epochs or max_steps")
+        total_steps = int(trainer.estimated_stepping_batches)
+        if trainer.train_dataloader is None:  # not loaded when max_steps alone bounds the run
+            trainer.fit_loop.setup_data()
+        loader = trainer.train_dataloader
+        per_device = getattr(loader, "batch_size", None) or loader.batch_sampler.batch_size
+        global_batch = per_device * trainer.world_size * trainer.accumulate_grad_batches
+        lr = hp.lr * global_batch / 256
+        online = [self.backbone, self.projector, self.predictor]
+        decay, no_decay = get_weight_decay_parameters(online)
+        groups = [
+            {"name": "online", "params": decay, "weight_decay": hp.weight_decay},
+            {"name": "online_no_decay", "params": no_decay, "weight_decay": 0.0},
+        ]
+        if self.probe is not None:
+            groups.append(
+                {
+                    "name": "probe",
+                    "params": list(self.probe.parameters()),
+                    "lr": hp.probe_lr,
+                    "weight_decay": 0.0,
+                }
+            )
+        if hp.optimizer == "lars":
+            opt = LARS(groups, lr=lr, momentum=hp.momentum)
+        elif hp.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=lr, momentum=hp.momentum)
+        else:
+            opt = torch.optim.AdamW(groups, lr=lr)
+        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+        steps_per_epoch = total_steps / epochs if epochs else total_steps
+        warmup = min(int(hp.warmup_epochs * steps_per_epoch), total_steps)
+        rank_zero_info(
+            f"MINCModule: global batch {global_batch} ({per_device} per device × "
+            f"{trainer.world_size} processes × {trainer.accumulate_grad_batches} accumulated), "
+            f"lr {lr:.4g} (= {hp.lr} × {global_batch}/256), {warmup} warm-up of {total_steps} steps"
+        )
+        scheduler = CosineWarmupScheduler(opt, warmup_epochs=warmup, max_epochs=total_steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
