@@ -21,6 +21,7 @@ import torch
 import torchvision
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ class CheckedImageFolder(torchvision.datasets.ImageFolder):
         except FileNotFoundError as err:
             raise FileNotFoundError(
                 f"{root}: {err}. Every class folder root/<class>/ needs at least one image "
-                f"with one of the extensions {', '.join(torchvision.datasets.folder.IMG_EXTENSIONS)}."
+                f"with one of the extensions {', '.join(IMG_EXTENSIONS)}."
             ) from err
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
