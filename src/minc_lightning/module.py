@@ -285,6 +285,24 @@ class MINCModule(LightningModule):
             update_momentum(self.projector, self.target_projector, tau)
         self._loss_state = {k: v.clone() for k, v in self.criterion.state_dict().items()}
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse, with the differences, a checkpoint written under another configuration."""
+        own, theirs = self.state_dict(), checkpoint.get("state_dict", {})
+        problems = [
+            f"{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}"
+            for k, v in theirs.items()
+            if k in own and own[k].shape != v.shape
+        ]
+        problems += [f"{k}: missing in checkpoint" for k in sorted(set(own) - set(theirs))]
+        problems += [f"{k}: not in this model" for k in sorted(set(theirs) - set(own))]
+        if problems:
+            raise ValueError(
+                "MINCModule: the checkpoint was written by an incompatible configuration "
+                "(another backbone, head width, objective or number of classes); load it with "
+                f"the configuration it was trained with. Differences: {'; '.join(problems[:6])}"
+                + (f" (and {len(problems) - 6} more)" if len(problems) > 6 else "")
+            )
+
     # --- validation: online linear probe ----------------------------------------------------
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         if self.probe is None:

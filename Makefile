@@ -1,0 +1,35 @@
+# Set-up and the two README commands. Everything installs into .venv.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: install data quickstart test lint
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Fashion-MNIST from Debian's package when we may install it; otherwise torchvision downloads it.
+data:
+	@if [ -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's dataset-fashion-mnist"; \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else \
+		echo "Fashion-MNIST not in $(FASHION_MNIST): 'sudo apt-get install dataset-fashion-mnist'," \
+		     "or let torchvision download it (online)"; \
+	fi
+
+quickstart: install data
+	$(VENV)/bin/minc-lightning fit --config configs/quickstart.yaml
+
+lint: install
+	$(VENV)/bin/ruff check src tests examples benchmarks
+	$(VENV)/bin/ruff format --check src tests examples benchmarks
+
+test: install data lint
+	$(PY) -m pytest

@@ -1,0 +1,272 @@
+"""Offline evaluation of a checkpoint's frozen backbone: weighted kNN and linear classification.
+
+    minc-lightning-eval knn --ckpt runs/quickstart/checkpoints/last.ckpt
+    minc-lightning-eval linear --ckpt ... --network target
+
+Features come from the backbone in eval mode (batch-norm running statistics, no dropout) on the
+deterministic eval transform of both splits, so no augmentation leaks into the evaluation. The
+online (student) backbone is evaluated by default; ``--network target`` takes the EMA target's.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from lightly.utils.benchmarking.knn import knn_predict
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from minc_lightning.data import MINCDataModule
+from minc_lightning.module import MINCModule
+
+Network = Literal["online", "target"]
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A minc-lightning checkpoint as a dict of tensors and plain values (``weights_only``: a
+    checkpoint is data, never code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(
+            f"{path} is not a readable PyTorch checkpoint, or holds objects other than tensors "
+            f"and plain values ({type(err).__name__}: {str(err).splitlines()[0]})"
+        ) from err
+    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    if "state_dict" not in ckpt or "objective" not in hparams:
+        raise ValueError(
+            f"{path} is not a minc-lightning checkpoint (expected 'state_dict' and MINCModule "
+            "hyper-parameters; was it written by `minc-lightning fit`?)"
+        )
+    return ckpt
+
+
+def model_from_checkpoint(path: str | Path, backbone: nn.Module | None = None) -> MINCModule:
+    """Rebuild MINCModule from a checkpoint (its saved config, or ``backbone`` when the module was
+    built in Python) with a clear error when the weights do not fit that config."""
+    ckpt = load_checkpoint(path)
+    hparams = dict(ckpt["hyper_parameters"])
+    hparams.pop("_instantiator", None)
+    hparams.pop("_class_path", None)
+    if backbone is not None:
+        hparams["backbone"] = backbone
+    elif isinstance(hparams.get("backbone"), dict):
+        from jsonargparse import ArgumentParser
+
+        parser = ArgumentParser()
+        parser.add_argument("--backbone", type=nn.Module)
+        cfg = parser.parse_object({"backbone": hparams["backbone"]})
+        hparams["backbone"] = parser.instantiate_classes(cfg).backbone
+    model = MINCModule(**hparams)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(
+            f"{path} does not fit the configuration it was loaded with (a different backbone, "
+            f"projector width or objective?): {str(err).splitlines()[0]} ..."
+        ) from err
+    return model
+
+
+@torch.no_grad()
+def extract_features(
+    backbone: nn.Module, loader: DataLoader, device: torch.device, desc: str = "features"
+) -> tuple[Tensor, Tensor]:
+    """Backbone features (N, F) and labels (N,) of a loader, in eval mode."""
+    was_training = backbone.training
+    backbone.eval().to(device)
+    feats, labels = [], []
+    for x, y in tqdm(loader, desc=desc, leave=False):
+        feats.append(backbone(x.to(device)).float().cpu())
+        labels.append(y)
+    backbone.train(was_training)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def topk_accuracy(ranked: Tensor, labels: Tensor, k: int) -> float:
+    """Fraction of rows whose label is among the first ``k`` ranked classes."""
+    return (ranked[:, :k] == labels[:, None]).any(dim=1).float().mean().item()
+
+
+def knn_accuracy(
+    train_feats: Tensor,
+    train_labels: Tensor,
+    test_feats: Tensor,
+    test_labels: Tensor,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+    chunk: int = 1024,
+) -> dict[str, float]:
+    """Weighted kNN (Wu et al. 2018) on cosine similarity: top-1 and top-5 accuracy."""
+    bank = F.normalize(train_feats, dim=1).T.contiguous()  # (F, N)
+    k = min(k, train_feats.shape[0])
+    ranked = torch.cat(
+        [
+            knn_predict(F.normalize(q, dim=1), bank, train_labels, num_classes, k, temperature)
+            for q in test_feats.split(chunk)
+        ]
+    )
+    return {
+        "top1": topk_accuracy(ranked, test_labels, 1),
+        "top5": topk_accuracy(ranked, test_labels, min(5, num_classes)),
+    }
+
+
+def linear_accuracy(
+    train_feats: Tensor,
+    train_labels: Tensor,
+    test_feats: Tensor,
+    test_labels: Tensor,
+    num_classes: int,
+    epochs: int = 100,
+    lr: float = 0.1,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> dict[str, float]:
+    """A linear classifier trained on frozen (standardised) features with SGD + cosine decay."""
+    torch.manual_seed(seed)
+    mean, std = train_feats.mean(0), train_feats.std(0).clamp_min(1e-6)
+    xtr, xte = (train_feats - mean) / std, (test_feats - mean) / std
+    head = nn.Linear(xtr.shape[1], num_classes)
+    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
+    steps = epochs * math.ceil(len(xtr) / batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in tqdm(range(epochs), desc="linear", leave=False):
+        for idx in torch.randperm(len(xtr)).split(batch_size):
+            loss = F.cross_entropy(head(xtr[idx]), train_labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    with torch.no_grad():
+        ranked = head(xte).argsort(dim=1, descending=True)
+    return {
+        "top1": topk_accuracy(ranked, test_labels, 1),
+        "top5": topk_accuracy(ranked, test_labels, min(5, num_classes)),
+    }
+
+
+def _features(
+    ckpt: str,
+    network: Network,
+    random_init: bool,
+    root: str | None,
+    batch_size: int,
+    num_workers: int,
+    device: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+    model = model_from_checkpoint(ckpt)
+    if random_init:  # the same architecture, freshly initialised: the baseline to beat
+        torch.manual_seed(0)
+        model = _reinit(model)
+    backbone = model.target_backbone if network == "target" else model.backbone
+    data_hp = dict(load_checkpoint(ckpt).get("datamodule_hyper_parameters", {}))
+    if not data_hp:
+        raise ValueError(
+            f"{ckpt} has no data configuration; evaluate checkpoints of `minc-lightning fit`"
+        )
+    data_hp = {k: v for k, v in data_hp.items() if not k.startswith("_")}  # CLI bookkeeping
+    data_hp.update(batch_size=batch_size, num_workers=num_workers)
+    if root is not None:
+        data_hp["root"] = root
+    dm = MINCDataModule(**data_hp)
+    dev = torch.device(
+        "cuda"
+        if device == "auto" and torch.cuda.is_available()
+        else ("cpu" if device == "auto" else device)
+    )
+    xtr, ytr = extract_features(backbone, dm.eval_dataloader("train"), dev, "train features")
+    xte, yte = extract_features(backbone, dm.eval_dataloader("val"), dev, "val features")
+    labelled = ytr >= 0  # STL-10's unlabelled images cannot vote
+    return xtr[labelled], ytr[labelled], xte, yte, dm.num_classes
+
+
+def _reinit(model: MINCModule) -> MINCModule:
+    """Reset every parameter and buffer of the backbones to a fresh initialisation."""
+    for module in model.modules():
+        if module is not model and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+    return model
+
+
+def knn(
+    ckpt: str,
+    network: Network = "online",
+    k: int = 200,
+    temperature: float = 0.1,
+    random_init: bool = False,
+    root: str | None = None,
+    batch_size: int = 256,
+    num_workers: int = 4,
+    device: str = "auto",
+) -> dict[str, float]:
+    """Weighted kNN accuracy of a checkpoint's frozen backbone on its validation split.
+
+    Args:
+        ckpt: checkpoint written by ``minc-lightning fit``.
+        network: "online" (student) or "target" (EMA) backbone.
+        k: neighbours; temperature: similarity temperature of the vote weights.
+        random_init: evaluate the same architecture freshly initialised instead (baseline).
+        root: override the data root stored in the checkpoint.
+    """
+    xtr, ytr, xte, yte, classes = _features(
+        ckpt, network, random_init, root, batch_size, num_workers, device
+    )
+    result = knn_accuracy(xtr, ytr, xte, yte, classes, k, temperature)
+    rank_zero_info(
+        f"kNN (k={k}, T={temperature}, {network} backbone"
+        f"{', random init' if random_init else ''}): top-1 {100 * result['top1']:.2f}%, "
+        f"top-5 {100 * result['top5']:.2f}%"
+    )
+    return result
+
+
+def linear(
+    ckpt: str,
+    network: Network = "online",
+    epochs: int = 100,
+    lr: float = 0.1,
+    random_init: bool = False,
+    root: str | None = None,
+    batch_size: int = 256,
+    num_workers: int = 4,
+    device: str = "auto",
+) -> dict[str, float]:
+    """Linear-evaluation accuracy of a checkpoint's frozen backbone on its validation split.
+
+    Args:
+        ckpt: checkpoint written by ``minc-lightning fit``.
+        network: "online" (student) or "target" (EMA) backbone.
+        epochs, lr: training of the linear head on frozen features.
+        random_init: evaluate the same architecture freshly initialised instead (baseline).
+        root: override the data root stored in the checkpoint.
+    """
+    xtr, ytr, xte, yte, classes = _features(
+        ckpt, network, random_init, root, batch_size, num_workers, device
+    )
+    result = linear_accuracy(xtr, ytr, xte, yte, classes, epochs, lr)
+    rank_zero_info(
+        f"linear ({epochs} epochs, {network} backbone"
+        f"{', random init' if random_init else ''}): top-1 {100 * result['top1']:.2f}%, "
+        f"top-5 {100 * result['top5']:.2f}%"
+    )
+    return result
+
+
+def main() -> None:
+    from jsonargparse import CLI
+
+    result = CLI([knn, linear], as_positional=False)
+    print({k: round(100 * v, 2) for k, v in result.items()})

@@ -1,0 +1,241 @@
+"""The minc-lightning CLI: every recipe parses and runs a step; sweeps; W&B offline; errors."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from fixtures import write_cifar, write_fashion_mnist, write_imagenet, write_stl10
+from wandb_records import offline_run
+
+from minc_lightning.cli import run_cli
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+RECIPES = sorted(p for p in CONFIGS.glob("*.yaml") if p.stem not in ("sweep", "wandb"))
+CPU = [
+    "--trainer.accelerator=cpu",
+    "--trainer.devices=1",
+    "--trainer.num_nodes=1",
+    "--trainer.strategy=auto",
+    "--trainer.sync_batchnorm=false",
+    "--trainer.precision=32-true",
+    "--trainer.enable_progress_bar=false",
+    "--data.num_workers=0",
+]
+
+
+@pytest.fixture(autouse=True)
+def offline_wandb(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.chdir(tmp_path)
+
+
+def fixture_data(dataset: str, root: Path) -> None:
+    writers = {
+        "imagenet": lambda: write_imagenet(root, per_class=2),
+        "imagenet100": lambda: write_imagenet(root, subset_100=True),
+        "cifar10": lambda: write_cifar(root, "cifar10"),
+        "stl10": lambda: write_stl10(root),
+        "fashion_mnist": lambda: write_fashion_mnist(root),
+    }
+    writers[dataset]()
+
+
+def small(batch: int = 4) -> list[str]:
+    """Shrink any recipe to seconds on a CPU: tiny images and heads (the backbone stays)."""
+    return CPU + [
+        f"--data.batch_size={batch}",
+        "--model.projection_hidden_dim=32",
+        "--model.prediction_hidden_dim=32",
+        "--model.projection_dim=16",
+    ]
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_every_recipe_parses_and_runs_one_step(recipe, tmp_path):
+    config = yaml.safe_load(recipe.read_text())
+    dataset = config["data"]["dataset"]
+    fixture_data(dataset, tmp_path / "data")
+    size = 32 if dataset != "fashion_mnist" else 28
+    args = [
+        "fit",
+        f"--config={recipe}",
+        *small(),
+        f"--data.root={tmp_path / 'data'}",
+        f"--data.image_size={size}",
+        "--trainer.fast_dev_run=true",
+        f"--trainer.default_root_dir={tmp_path / 'run'}",
+    ]
+    cli = run_cli(args)
+    assert cli.trainer.global_step == 1
+    assert cli.model.hparams.objective == config["model"]["objective"]
+    assert cli.model.hparams.num_classes == cli.datamodule.num_classes  # linked
+    assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+
+
+def test_print_config_round_trips(capsys):
+    with pytest.raises(SystemExit):
+        run_cli(["fit", f"--config={CONFIGS / 'quickstart.yaml'}", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["objective"] == "minc" and printed["data"]["dataset"] == "fashion_mnist"
+
+
+def quick_args(root: Path, run: Path, epochs: int = 1) -> list[str]:
+    return [
+        f"--config={CONFIGS / 'quickstart.yaml'}",
+        *small(8),
+        f"--data.root={root}",
+        "--data.train_subset=null",
+        f"--trainer.max_epochs={epochs}",
+        f"--trainer.default_root_dir={run}",
+        "--trainer.logger.init_args.save_dir=" + str(run),
+    ]
+
+
+def test_fit_saves_config_and_last_checkpoint_then_resumes(tmp_path, capsys):
+    write_fashion_mnist(tmp_path / "data", n_train=16, n_test=8)
+    run = tmp_path / "run"
+    run_cli(["fit", *quick_args(tmp_path / "data", run)])
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    saved = list(run.rglob("config.yaml"))
+    assert saved and yaml.safe_load(saved[0].read_text())["model"]["alpha"] == 0.1
+    out = capsys.readouterr()
+    assert "last.ckpt" in out.out + out.err and "val/top1" in out.out + out.err
+    cli = run_cli(["fit", *quick_args(tmp_path / "data", run, epochs=2), "--ckpt_path=last"])
+    assert cli.trainer.global_step == 4  # 2 steps per epoch: resumed after epoch 1, not restarted
+
+
+def sweep_args(params: dict, rng) -> list[str]:
+    """The ${args} a W&B agent would pass for one sampled point of the sweep."""
+    out = []
+    for key, spec in params.items():
+        if "values" in spec:
+            value = spec["values"][rng.integers(len(spec["values"]))]
+        else:
+            value = float(spec["min"])
+        out.append(f"--{key}={json.dumps(value) if isinstance(value, bool) else value}")
+    return out
+
+
+def test_sweep_parameters_reach_the_cli():
+    import numpy as np
+
+    sweep = yaml.safe_load((CONFIGS / "sweep.yaml").read_text())
+    command = sweep["command"]
+    assert command[:3] == ["${env}", "minc-lightning", "fit"] and command[-1] == "${args}"
+    base = command[3:-1]  # without run=True the CLI takes no subcommand
+    base = [f"{CONFIGS.parent}/{a}" if a.startswith("configs/") else a for a in base]
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        args = sweep_args(sweep["parameters"], rng)
+        cli = run_cli([*base, *args], run=False)
+        config = cli.config
+        for arg in args:
+            key, value = arg[2:].split("=", 1)
+            assert str(config[key]).lower() == str(yaml.safe_load(value)).lower(), key
+
+
+def test_one_sweep_trial_offline(tmp_path):
+    write_fashion_mnist(tmp_path / "data", n_train=16, n_test=8)
+    run = tmp_path / "run"
+    args = [
+        "fit",
+        *quick_args(tmp_path / "data", run),
+        f"--config={CONFIGS / 'wandb.yaml'}",
+        f"--trainer.logger.init_args.save_dir={run}",
+        "--model.alpha=0.3",
+        "--model.mu=2.0",
+        "--trainer.log_every_n_steps=1",
+    ]
+    cli = run_cli(args)
+    cli.trainer.logger.experiment.finish()
+    offline = list((run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1
+    config, metrics = offline_run(offline[0])
+    assert config["cli"]["model"]["alpha"] == 0.3 and config["cli"]["model"]["mu"] == 2.0
+    assert {"train/loss", "lambda/trace", "lambda/offdiag_ratio", "val/top1"} <= metrics
+
+
+def test_resumed_run_reuses_wandb_id(tmp_path):
+    write_fashion_mnist(tmp_path / "data", n_train=16, n_test=8)
+    run = tmp_path / "run"
+    base = [
+        "fit",
+        *quick_args(tmp_path / "data", run),
+        f"--config={CONFIGS / 'wandb.yaml'}",
+        f"--trainer.logger.init_args.save_dir={run}",
+    ]
+    first = run_cli(base)
+    run_id = first.trainer.logger.version
+    first.trainer.logger.experiment.finish()
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["wandb_run_id"] == run_id
+    base[base.index("--trainer.max_epochs=1")] = "--trainer.max_epochs=2"
+    second = run_cli([*base, "--ckpt_path=last"])
+    assert second.trainer.logger.version == run_id
+    second.trainer.logger.experiment.finish()
+
+
+def test_no_wandb_credentials_means_offline(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    run_cli(
+        [f"--config={CONFIGS / 'quickstart.yaml'}", f"--config={CONFIGS / 'wandb.yaml'}"], run=False
+    )
+    assert os.environ["WANDB_MODE"] == "offline"
+
+
+# --- errors a user will hit ------------------------------------------------------------------
+def test_unknown_key_names_it(capsys):
+    with pytest.raises(SystemExit):
+        run_cli(["fit", f"--config={CONFIGS / 'quickstart.yaml'}", "--model.alpah=0.1"])
+    assert "alpah" in capsys.readouterr().err
+
+
+def test_missing_dataset_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        run_cli(
+            [
+                "fit",
+                f"--config={CONFIGS / 'cifar10.yaml'}",
+                *small(),
+                f"--data.root={tmp_path / 'nowhere'}",
+                "--data.download=false",
+                "--trainer.fast_dev_run=true",
+            ]
+        )
+
+
+def test_projector_that_does_not_fit_the_backbone(tmp_path):
+    write_fashion_mnist(tmp_path / "data", n_train=16, n_test=8)
+    with pytest.raises(ValueError, match="feature_dim"):
+        run_cli(
+            [
+                "fit",
+                *quick_args(tmp_path / "data", tmp_path / "run"),
+                "--model.feature_dim=100",
+                "--trainer.fast_dev_run=true",
+            ]
+        )
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+    write_fashion_mnist(tmp_path / "data", n_train=16, n_test=8)
+    write_cifar(tmp_path / "cifar", "cifar100", per_file=16)
+    run = tmp_path / "run"
+    run_cli(["fit", *quick_args(tmp_path / "data", run)])
+    with pytest.raises(ValueError, match=r"incompatible configuration.*probe.weight"):
+        run_cli(
+            [
+                "fit",
+                *quick_args(tmp_path / "cifar", tmp_path / "other", epochs=2),
+                "--data.dataset=cifar100",
+                "--data.image_size=28",
+                f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+            ]
+        )

@@ -1,0 +1,19 @@
+"""The examples run (CI runs them on tiny data)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_drop_in_example_trains(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "drop_in.py"), "--max_steps", "3"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "MINC loss after 3 steps" in result.stdout
