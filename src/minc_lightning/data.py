@@ -27,6 +27,7 @@ from minc_lightning.datasets import (
     read_fashion_mnist,
     read_stl10,
 )
+from minc_lightning.sampling import SeededDataset, SeededSampler
 
 DatasetName = Literal[
     "imagenet", "imagenet100", "cifar10", "cifar100", "stl10", "fashion_mnist", "folder"
@@ -103,6 +104,8 @@ class MINCDataModule(LightningDataModule):
         on_corrupt: an unreadable image either stops with its path ("raise") or is logged and
             skipped ("skip"). Applies to image folders.
         download: let torchvision download CIFAR, STL-10 or Fashion-MNIST when missing.
+        seed: fixes the order of every epoch and every image's augmentation (a function of
+            seed, epoch and position), so a run resumed mid-epoch sees the same batches.
     """
 
     def __init__(
@@ -130,6 +133,7 @@ class MINCDataModule(LightningDataModule):
         val_subset: int | None = None,
         on_corrupt: Literal["raise", "skip"] = "raise",
         download: bool = True,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -251,11 +255,11 @@ class MINCDataModule(LightningDataModule):
             f"{len(self.val_set) if self.val_set is not None else 0} validation images"
         )
 
-    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, train: bool, sampler=None) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
+            sampler=sampler,
             drop_last=train and self.drop_last,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
@@ -263,7 +267,18 @@ class MINCDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
+        # (seed, epoch, position) fix every batch and augmentation: a mid-epoch resume is exact
+        sampler = SeededSampler(
+            self.train_set, self.batch_size, seed=self.hparams.seed, batches_done=self._batches_done
+        )
+        return self._loader(SeededDataset(self.train_set), train=True, sampler=sampler)
+
+    def _batches_done(self) -> int:
+        """Batches of the current epoch already trained on (asked as the epoch starts: non-zero
+        only when Lightning resumes mid-epoch)."""
+        if self.trainer is None:
+            return 0
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set, train=False) if self.val_set is not None else []

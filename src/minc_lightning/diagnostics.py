@@ -41,6 +41,8 @@ def effective_rank(z: Tensor) -> float:
     """Effective rank (Roy & Vetterli 2007): exp of the entropy of the normalised singular values
     of the centred embeddings (N, d); 1 for a collapsed batch, up to min(N, d)."""
     z = z.float()
+    if not torch.isfinite(z).all():
+        return float("nan")
     s = torch.linalg.svdvals(z - z.mean(0))
     p = s / s.sum().clamp_min(1e-12)
     return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum()).item()
