@@ -1,0 +1,312 @@
+"""Reproduce docs/results.md: does MINC do what the paper claims, measured on Fashion-MNIST.
+
+Four experiments, all on the same small CNN, augmentations and tuning effort:
+
+1. batch sweep: objectives minc, spectral and byol at batch sizes 32-256, several seeds;
+   kNN and linear accuracy of the frozen backbone (the paper: MINC beats the spectral
+   contrastive loss at every batch size, and MINC at the smallest batch beats it at the largest);
+2. gradient variance: variance of the loss gradient over repeated minibatches at fixed weights,
+   for minc and spectral, against batch size (the paper: MINC has lower variance);
+3. Λ spectrum over training with ``triangular`` on and off (the paper: tril(Λ) drives Λ to a
+   diagonal with decreasing entries);
+4. ablations of SPEC section 6's open choices (alpha, mu, moment_source, predictor).
+
+Every finished run is stored in ``--out/runs.json`` at once, so an interrupted script resumes
+where it stopped. ``--report_only`` rewrites the report from that file.
+
+    python benchmarks/reproduce.py                 # about an hour on a 2-core CPU
+    python benchmarks/reproduce.py --seeds 1 --epochs 1 --train_images 2000   # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from minc_lightning.backbones import ConvNet
+from minc_lightning.data import MINCDataModule
+from minc_lightning.diagnostics import lambda_diagnostics
+from minc_lightning.evaluate import extract_features, knn_accuracy, linear_accuracy
+from minc_lightning.loss import MINCLoss
+from minc_lightning.module import MINCModule
+
+ROOT = Path(__file__).parents[1]
+OBJECTIVES = ("minc", "spectral", "byol")
+
+
+class LambdaTrace(L.Callback):
+    """Λ's diagonal, eigenvalues and off-diagonal energy every ``every`` steps."""
+
+    def __init__(self, every: int) -> None:
+        self.every, self.trace = every, []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every == 0:
+            self.record(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if not self.trace or self.trace[-1]["step"] != trainer.global_step:
+            self.record(trainer, pl_module)
+
+    def record(self, trainer, pl_module) -> None:
+        if isinstance(pl_module.criterion, MINCLoss):
+            lam = pl_module.criterion.second_moment.float().cpu()
+            stats = lambda_diagnostics(lam, top_k=0)
+            self.trace.append(
+                {
+                    "step": trainer.global_step,
+                    "offdiag_ratio": stats["offdiag_ratio"],
+                    "diag_sorted": stats["diag_sorted"],
+                    "diag": lam.diagonal().tolist(),
+                    "eig": torch.linalg.eigvalsh((lam + lam.T) / 2).flip(0).tolist(),
+                }
+            )
+
+
+def build(objective: str, args: argparse.Namespace, seed: int, **overrides: Any) -> MINCModule:
+    torch.manual_seed(seed)
+    hparams = dict(
+        backbone=ConvNet(width=args.width),
+        projection_hidden_dim=512,
+        projection_dim=64,
+        prediction_hidden_dim=512,
+        objective=objective,
+        optimizer="lars",
+        lr=args.lr,
+        weight_decay=1e-5,
+        warmup_epochs=0.5,
+        num_classes=0,
+    )
+    return MINCModule(**(hparams | overrides))
+
+
+def data(args: argparse.Namespace, batch_size: int, seed: int = 0) -> MINCDataModule:
+    return MINCDataModule(
+        "fashion_mnist",
+        batch_size=batch_size,
+        num_workers=args.workers,
+        train_subset=args.train_images,
+        val_subset=args.val_images,
+        seed=seed,
+    )
+
+
+def train_and_evaluate(
+    objective: str,
+    batch_size: int,
+    seed: int,
+    args: argparse.Namespace,
+    trace_every: int = 0,
+    **overrides: Any,
+) -> dict:
+    L.seed_everything(seed, verbose=False)
+    model, dm = build(objective, args, seed, **overrides), data(args, batch_size, seed)
+    callbacks = [LambdaTrace(trace_every)] if trace_every else []
+    trainer = L.Trainer(
+        max_epochs=args.epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=callbacks,
+    )
+    start = time.time()
+    trainer.fit(model, dm)
+    seconds = time.time() - start
+    device = torch.device("cpu")
+    xtr, ytr = extract_features(model.backbone, dm.eval_dataloader("train"), device)
+    xte, yte = extract_features(model.backbone, dm.eval_dataloader("val"), device)
+    result = {
+        "objective": objective,
+        "batch_size": batch_size,
+        "seed": seed,
+        "overrides": {k: v for k, v in overrides.items() if not isinstance(v, torch.nn.Module)},
+        "knn": knn_accuracy(xtr, ytr, xte, yte, 10, k=args.knn_k)["top1"],
+        "linear": linear_accuracy(xtr, ytr, xte, yte, 10, epochs=args.linear_epochs)["top1"],
+        "train_seconds": seconds,
+        "steps": trainer.global_step,
+        "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
+    }
+    if trace_every:
+        result["lambda_trace"] = callbacks[0].trace
+    return result
+
+
+def gradient_variance(
+    objective: str, batch_size: int, args: argparse.Namespace, repeats: int
+) -> dict:
+    """Total variance (trace of the covariance) of the parameter gradient over ``repeats``
+    minibatches at fixed weights, relative to the squared norm of the mean gradient."""
+    L.seed_everything(0, verbose=False)
+    model = build(objective, args, seed=0)
+    dm = data(args, batch_size)
+    dm.setup("fit")
+    loader = endless(dm.train_dataloader())
+    model.train()
+    params = [p for p in model.backbone.parameters()] + list(model.projector.parameters())
+    if isinstance(model.criterion, MINCLoss):  # Λ from a few batches, then held fixed
+        for _ in range(5):
+            (x1, x2), _ = next(loader)
+            with torch.no_grad():
+                t = model.target_projector(model.target_backbone(torch.cat([x2, x1])))
+                model.criterion(t, t)  # training mode: one EMA step of Λ
+        model.criterion.eval()
+    grads = []
+    for _ in range(repeats):
+        (x1, x2), _ = next(loader)
+        model.zero_grad()
+        loss = _loss(model, x1, x2)
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in params]))
+    g = torch.stack(grads)
+    mean = g.mean(0)
+    total_var = (g - mean).square().sum(1).mean().item()
+    return {
+        "objective": objective,
+        "batch_size": batch_size,
+        "total_variance": total_var,
+        "relative_variance": total_var / mean.square().sum().item(),
+    }
+
+
+def endless(loader):
+    """Batches of successive epochs (new order and augmentations each epoch)."""
+    epoch = 0
+    while True:
+        loader.sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def _loss(model: MINCModule, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    z = model.projector(model.backbone(torch.cat([x1, x2])))
+    if model.hparams.objective == "spectral":
+        return model.criterion(*z.chunk(2))
+    with torch.no_grad():
+        t = model.target_projector(model.target_backbone(torch.cat([x2, x1])))
+    return model.criterion(model.predictor(z), t)
+
+
+# --- bookkeeping --------------------------------------------------------------------------
+def load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def run_cached(store: dict, path: Path, key: str, fn, *a, **kw) -> dict:
+    if key not in store:
+        print(f"[{time.strftime('%H:%M:%S')}] {key}", flush=True)
+        store[key] = fn(*a, **kw)
+        path.write_text(json.dumps(store))
+    return store[key]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    p.add_argument("--docs", type=Path, default=ROOT / "docs")
+    p.add_argument("--batch_sizes", type=int, nargs="+", default=[32, 64, 128, 256])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--train_images", type=int, default=6000)
+    p.add_argument("--val_images", type=int, default=5000)
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1.0)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--knn_k", type=int, default=20)
+    p.add_argument("--linear_epochs", type=int, default=30)
+    p.add_argument("--variance_repeats", type=int, default=24)
+    p.add_argument("--skip", nargs="*", default=[], help="experiments to leave out")
+    p.add_argument("--report_only", action="store_true")
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "runs.json"
+    store = load(path)
+    started = time.time()
+
+    if not args.report_only:
+        ablation_batch = 128
+        if "batch" not in args.skip:
+            for b in args.batch_sizes:
+                for objective in OBJECTIVES:
+                    for seed in range(args.seeds):
+                        run_cached(
+                            store,
+                            path,
+                            f"batch/{objective}/{b}/{seed}",
+                            train_and_evaluate,
+                            objective,
+                            b,
+                            seed,
+                            args,
+                        )
+        if "variance" not in args.skip:
+            for b in args.batch_sizes:
+                for objective in ("minc", "spectral"):
+                    run_cached(
+                        store,
+                        path,
+                        f"variance/{objective}/{b}",
+                        gradient_variance,
+                        objective,
+                        b,
+                        args,
+                        args.variance_repeats,
+                    )
+        if "spectrum" not in args.skip:
+            for triangular in (True, False):
+                run_cached(
+                    store,
+                    path,
+                    f"spectrum/triangular={triangular}",
+                    train_and_evaluate,
+                    "minc",
+                    ablation_batch,
+                    0,
+                    args,
+                    trace_every=5,
+                    triangular=triangular,
+                )
+        if "ablation" not in args.skip:
+            for name, overrides in ABLATIONS.items():
+                run_cached(
+                    store,
+                    path,
+                    f"ablation/{name}",
+                    train_and_evaluate,
+                    "minc",
+                    ablation_batch,
+                    0,
+                    args,
+                    **overrides,
+                )
+        store["budget"] = {
+            "seconds": time.time() - started + store.get("budget", {}).get("seconds", 0.0),
+            "args": {k: str(v) for k, v in vars(args).items()},
+        }
+        path.write_text(json.dumps(store))
+    from report import write_report
+
+    write_report(store, args.docs)
+
+
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "default (alpha 0.1, mu 1, target, predictor)": {},
+    "alpha 0.01": {"alpha": 0.01},
+    "alpha 1.0 (batch estimate only)": {"alpha": 1.0},
+    "mu 2.0": {"mu": 2.0},
+    "mu 0.5": {"mu": 0.5},
+    "moment_source online": {"moment_source": "online"},
+    "no predictor": {"use_predictor": False},
+}
+
+
+if __name__ == "__main__":
+    main()
