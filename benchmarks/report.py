@@ -47,8 +47,23 @@ def batch_section(store: dict, docs: Path) -> list[str]:
                 else ["–", "–"]
             )
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    floor = [r for k, r in store.items() if k.startswith("baseline/random_init")]
+    if floor:
+        lines += [
+            "",
+            f"The same network *without* pre-training (random initialisation, "
+            f"{len(floor)} seeds): kNN {_pct([r['knn'] for r in floor])}, linear "
+            f"{_pct([r['linear'] for r in floor])} (dashed lines in the plot).",
+        ]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric in zip(axes, ("knn", "linear"), strict=True):
+        if floor:
+            ax.axhline(
+                100 * np.mean([r[metric] for r in floor]),
+                color="gray",
+                ls="--",
+                label="random init",
+            )
         for o in OBJECTIVES:
             xs = [b for b in sizes if (o, b) in runs]
             vals = [100 * np.array([r[metric] for r in runs[(o, b)]]) for b in xs]

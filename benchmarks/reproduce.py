@@ -103,8 +103,10 @@ def train_and_evaluate(
     seed: int,
     args: argparse.Namespace,
     trace_every: int = 0,
+    train: bool = True,
     **overrides: Any,
 ) -> dict:
+    """Pre-train (unless ``train`` is False: the random-init baseline) and evaluate."""
     L.seed_everything(seed, verbose=False)
     model, dm = build(objective, args, seed, **overrides), data(args, batch_size, seed)
     callbacks = [LambdaTrace(trace_every)] if trace_every else []
@@ -119,7 +121,8 @@ def train_and_evaluate(
         callbacks=callbacks,
     )
     start = time.time()
-    trainer.fit(model, dm)
+    if train:
+        trainer.fit(model, dm)
     seconds = time.time() - start
     device = torch.device("cpu")
     xtr, ytr = extract_features(model.backbone, dm.eval_dataloader("train"), device)
@@ -247,6 +250,18 @@ def main() -> None:
                             seed,
                             args,
                         )
+        for seed in range(args.seeds):  # the same network, not trained: the floor to beat
+            run_cached(
+                store,
+                path,
+                f"baseline/random_init/{seed}",
+                train_and_evaluate,
+                "minc",
+                128,
+                seed,
+                args,
+                train=False,
+            )
         if "variance" not in args.skip:
             for b in args.batch_sizes:
                 for objective in ("minc", "spectral"):

@@ -1,5 +1,7 @@
 """minc-lightning: the MINC loss (Guo et al., AISTATS 2025) as a PyTorch Lightning plug-in."""
 
+from minc_lightning.backbones import ConvNet, ResNet
+from minc_lightning.data import MINCDataModule
 from minc_lightning.diagnostics import effective_rank, embedding_std, lambda_diagnostics
 from minc_lightning.loss import (
     BYOLLoss,
@@ -9,10 +11,15 @@ from minc_lightning.loss import (
     minc_loss,
     spectral_contrastive_loss,
 )
+from minc_lightning.module import MINCModule
 
 __all__ = [
     "BYOLLoss",
+    "ConvNet",
+    "MINCDataModule",
     "MINCLoss",
+    "MINCModule",
+    "ResNet",
     "SpectralContrastiveLoss",
     "byol_loss",
     "effective_rank",

@@ -1,0 +1,118 @@
+"""Offline evaluation: kNN and linear accuracy on frozen features, safe checkpoint loading."""
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from fixtures import write_fashion_mnist
+from torch import nn
+
+from minc_lightning import evaluate
+from minc_lightning.cli import run_cli
+
+CONFIG = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
+
+
+def clusters(n: int = 200, classes: int = 4, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    centres = torch.randn(classes, 16, generator=g) * 3
+    return centres[labels] + torch.randn(n, 16, generator=g), labels
+
+
+def test_knn_weighted_vote_by_hand():
+    bank = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    labels = torch.tensor([0, 0, 1, 1])
+    queries = torch.tensor([[1.0, 0.05], [0.05, 1.0], [0.6, 0.5]])
+    # k=4: every point votes with exp(cos/T); the third query is nearer class 0 by angle
+    result = evaluate.knn_accuracy(bank, labels, queries, torch.tensor([0, 1, 0]), 2, k=4)
+    assert result["top1"] == 1.0
+    wrong = evaluate.knn_accuracy(bank, labels, queries, torch.tensor([1, 0, 1]), 2, k=4)
+    assert wrong["top1"] == 0.0 and wrong["top5"] == 1.0  # top-k capped at the classes
+
+
+def test_knn_and_linear_separate_clusters_and_not_noise():
+    xtr, ytr = clusters(seed=0)
+    xte, yte = clusters(seed=0)[0][:100] + 0.1, clusters(seed=0)[1][:100]
+    assert evaluate.knn_accuracy(xtr, ytr, xte, yte, 4, k=20)["top1"] > 0.95
+    assert evaluate.linear_accuracy(xtr, ytr, xte, yte, 4, epochs=20)["top1"] > 0.95
+    shuffled = ytr[torch.randperm(len(ytr), generator=torch.Generator().manual_seed(1))]
+    assert evaluate.knn_accuracy(xtr, shuffled, xte, yte, 4, k=20)["top1"] < 0.5
+
+
+def test_features_are_extracted_in_eval_mode():
+    backbone = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)).train()
+    x = torch.randn(8, 4)
+    loader = [(x, torch.zeros(8, dtype=torch.long))]
+    feats, _ = evaluate.extract_features(backbone, loader, torch.device("cpu"))
+    assert backbone.training  # restored
+    with torch.no_grad():
+        torch.testing.assert_close(feats, backbone.eval()(x))
+        assert not torch.allclose(feats, backbone.train()(x))  # batch statistics would differ
+
+
+def test_not_a_checkpoint_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        evaluate.load_checkpoint(tmp_path / "missing.ckpt")
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"lr": 1}}, other)
+    with pytest.raises(ValueError, match="not a minc-lightning checkpoint"):
+        evaluate.load_checkpoint(other)
+    code = tmp_path / "code.ckpt"
+    with open(code, "wb") as f:
+        pickle.dump({"state_dict": nn.Linear(2, 2)}, f)  # objects, not data
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint|objects other than"):
+        evaluate.load_checkpoint(code)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("eval")
+    write_fashion_mnist(tmp / "data", n_train=40, n_test=20)
+    run_cli(
+        [
+            "fit",
+            f"--config={CONFIG}",
+            f"--data.root={tmp / 'data'}",
+            "--data.batch_size=8",
+            "--data.num_workers=0",
+            "--data.train_subset=null",
+            "--trainer.max_epochs=1",
+            "--model.projection_hidden_dim=32",
+            "--model.prediction_hidden_dim=32",
+            "--model.backbone.init_args.width=4",
+            "--trainer.enable_progress_bar=false",
+            f"--trainer.default_root_dir={tmp / 'run'}",
+            f"--trainer.logger.init_args.save_dir={tmp / 'run'}",
+        ]
+    )
+    return tmp / "run" / "checkpoints" / "last.ckpt", tmp / "data"
+
+
+@pytest.mark.parametrize("network", ["online", "target"])
+def test_knn_and_linear_commands_on_a_cli_checkpoint(trained, network):
+    ckpt, data = trained
+    knn = evaluate.knn(str(ckpt), network=network, k=5, root=str(data), num_workers=0)
+    linear = evaluate.linear(str(ckpt), network=network, epochs=2, root=str(data), num_workers=0)
+    for result in (knn, linear):
+        assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
+
+
+def test_random_init_resets_the_trained_weights(trained):
+    ckpt, _ = trained
+    model = evaluate.model_from_checkpoint(ckpt)
+    fresh = evaluate._reinit(evaluate.model_from_checkpoint(ckpt))
+    assert not torch.equal(model.backbone.features[0].weight, fresh.backbone.features[0].weight)
+    assert torch.equal(
+        fresh.backbone.features[1].running_var,
+        torch.ones_like(fresh.backbone.features[1].running_var),
+    )
+
+
+def test_checkpoint_from_other_config_is_refused(trained):
+    ckpt, _ = trained
+    from minc_lightning.backbones import ConvNet
+
+    with pytest.raises(ValueError, match="does not fit|incompatible"):
+        evaluate.model_from_checkpoint(ckpt, backbone=ConvNet(width=8))
