@@ -60,10 +60,17 @@ class MINCLoss(nn.Module):
 
     Args:
         dim: embedding width d.
-        alpha: EMA rate of Λ in (0, 1]; 1 uses the current batch's estimate only.
-        triangular: use tril(Λ) (the paper's GHA form) instead of Λ.
-        moment_source: which embeddings feed Λ: "target" (``t``) or "online" (``sg(p)``).
-        mu: squared row norm after normalisation; ``None`` disables it (can diverge).
+        alpha: EMA rate of Λ in (0, 1]; 1 uses the current batch's estimate only (then the
+            gradient is exactly the spectral contrastive loss's). No default here: the paper
+            leaves it open; MINCModule's default comes from our ablation (docs/results.md).
+        triangular: use tril(Λ) (default, the paper's GHA form: ordered, decorrelated
+            dimensions) instead of Λ (any rotation of them).
+        moment_source: which embeddings feed Λ: "target" (default: the slowly moving network
+            gives the steadier estimate, as Λ summarises the *other* view's distribution) or
+            "online" (``sg(p)``).
+        mu: squared row norm after normalisation (default 1, as the spectral contrastive
+            reference code normalises); ``None`` disables it, and both MINC and SCL can then
+            diverge within a few steps.
 
     Λ lives in the persistent float32 buffer ``second_moment`` (saved in ``state_dict``), with
     ``num_updates`` counting the batches that changed it. It is updated only in training mode,

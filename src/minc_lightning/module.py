@@ -78,6 +78,15 @@ def infer_feature_dim(backbone: nn.Module) -> int:
     return out.shape[1]
 
 
+def per_device_batch_size(loader: Any) -> int:
+    """Images per training batch on this process: the loader's batch size, or (for loaders that
+    yield ready-made batches) the size of its first batch."""
+    size = getattr(loader, "batch_size", None) or getattr(
+        getattr(loader, "batch_sampler", None), "batch_size", None
+    )
+    return size or len(unpack_views(next(iter(loader)))[0])
+
+
 class MINCModule(LightningModule):
     """Self-supervised pre-training with MINC (or the SCL / BYOL baselines through one code path).
 
@@ -325,8 +334,7 @@ class MINCModule(LightningModule):
         total_steps = int(trainer.estimated_stepping_batches)
         if trainer.train_dataloader is None:  # not loaded when max_steps alone bounds the run
             trainer.fit_loop.setup_data()
-        loader = trainer.train_dataloader
-        per_device = getattr(loader, "batch_size", None) or loader.batch_sampler.batch_size
+        per_device = per_device_batch_size(trainer.train_dataloader)
         global_batch = per_device * trainer.world_size * trainer.accumulate_grad_batches
         lr = hp.lr * global_batch / 256
         online = [self.backbone, self.projector, self.predictor]

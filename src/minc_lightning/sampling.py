@@ -24,8 +24,15 @@ from minc_lightning.distributed import rank, world_size
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A 32-bit seed for the augmentation of sample ``index`` in ``epoch``."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+    """A 32-bit seed for the augmentation of sample ``index`` in ``epoch`` (splitmix64 of the
+    three numbers: cheap, and distinct inputs give unrelated seeds)."""
+    x = (seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (x ^ (x >> 31)) & 0xFFFFFFFF
+
+
+_MASK64 = (1 << 64) - 1
 
 
 class SeededSampler(DistributedSampler):
@@ -67,8 +74,12 @@ class SeededSampler(DistributedSampler):
 
 class SeededDataset(Dataset):
     """Wraps a dataset whose transform is random: item ``(i, seed)`` is sample i transformed
-    under torch, numpy and ``random`` generators seeded with ``seed`` (the callers' generator
-    states are restored afterwards)."""
+    with torch's, numpy's and ``random``'s global generators seeded with ``seed``.
+
+    Torch's generator is restored afterwards (the training step may draw from it when there
+    are no loader workers); numpy's and ``random``'s are left re-seeded, as in any loader
+    worker: saving numpy's state costs more than many transforms.
+    """
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -78,13 +89,12 @@ class SeededDataset(Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> Any:
         index, seed = item
-        np_state, py_state = np.random.get_state(), random.getstate()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            np.random.seed(seed)
-            random.seed(seed)
-            try:
-                return self.dataset[index]
-            finally:
-                np.random.set_state(np_state)
-                random.setstate(py_state)
+        generator = torch.default_generator
+        state = generator.get_state()
+        generator.manual_seed(seed)  # torch.manual_seed would also seed CUDA: slow
+        np.random.seed(seed)
+        random.seed(seed)
+        try:
+            return self.dataset[index]
+        finally:
+            generator.set_state(state)
