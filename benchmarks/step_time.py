@@ -2,7 +2,8 @@
 
 Same backbone (torchvision ResNet-18 with the CIFAR stem), same 32 px batch, same optimizer;
 objectives interleaved over two rounds (best median of each); the batch is held in memory
-so only the step itself is timed (forward, loss, backward, LARS step, target EMA). Prints a table and the ratios MINC/BYOL and MINC/spectral.
+so only the step itself is timed (forward, loss, backward, LARS step, target EMA). Prints a
+table and the ratios MINC/BYOL and MINC/spectral.
 
     python benchmarks/step_time.py [--batch_sizes 64 256] [--steps 12] [--device cpu]
 """
