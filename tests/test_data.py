@@ -202,3 +202,13 @@ def test_subset_is_fixed(tmp_path):
     a = datamodule("fashion_mnist", tmp_path, train_subset=5).train_set.indices
     b = datamodule("fashion_mnist", tmp_path, train_subset=5).train_set.indices
     assert a == b and len(set(a)) == 5
+
+
+def test_dataset_smaller_than_the_global_batch_names_processes(tmp_path):
+    from types import SimpleNamespace
+
+    write_fashion_mnist(tmp_path, n_train=20)
+    dm = MINCDataModule("fashion_mnist", str(tmp_path), batch_size=8, num_workers=0)
+    dm.trainer = SimpleNamespace(world_size=4)  # 4 processes × 8 > 20 images
+    with pytest.raises(ValueError, match=r"batch_size 8 × 4 processes"):
+        dm.setup("fit")
