@@ -221,16 +221,17 @@ def knn(
         random_init: evaluate the same architecture freshly initialised instead (baseline).
         root: override the data root stored in the checkpoint.
     """
-    xtr, ytr, xte, yte, classes = _features(
-        ckpt, network, random_init, root, batch_size, num_workers, device
+    return _evaluate(
+        f"kNN (k={k}, T={temperature}",
+        lambda *f: knn_accuracy(*f, k=k, temperature=temperature),
+        ckpt,
+        network,
+        random_init,
+        root,
+        batch_size,
+        num_workers,
+        device,
     )
-    result = knn_accuracy(xtr, ytr, xte, yte, classes, k, temperature)
-    rank_zero_info(
-        f"kNN (k={k}, T={temperature}, {network} backbone"
-        f"{', random init' if random_init else ''}): top-1 {100 * result['top1']:.2f}%, "
-        f"top-5 {100 * result['top5']:.2f}%"
-    )
-    return result
 
 
 def linear(
@@ -253,14 +254,36 @@ def linear(
         random_init: evaluate the same architecture freshly initialised instead (baseline).
         root: override the data root stored in the checkpoint.
     """
-    xtr, ytr, xte, yte, classes = _features(
-        ckpt, network, random_init, root, batch_size, num_workers, device
+    return _evaluate(
+        f"linear ({epochs} epochs",
+        lambda *f: linear_accuracy(*f, epochs=epochs, lr=lr),
+        ckpt,
+        network,
+        random_init,
+        root,
+        batch_size,
+        num_workers,
+        device,
     )
-    result = linear_accuracy(xtr, ytr, xte, yte, classes, epochs, lr)
+
+
+def _evaluate(
+    label: str,
+    score,
+    ckpt: str,
+    network: Network,
+    random_init: bool,
+    root: str | None,
+    batch_size: int,
+    num_workers: int,
+    device: str,
+) -> dict[str, float]:
+    """Features of both splits, ``score(train_x, train_y, val_x, val_y, classes)``, a log line."""
+    features = _features(ckpt, network, random_init, root, batch_size, num_workers, device)
+    result = score(*features)
     rank_zero_info(
-        f"linear ({epochs} epochs, {network} backbone"
-        f"{', random init' if random_init else ''}): top-1 {100 * result['top1']:.2f}%, "
-        f"top-5 {100 * result['top5']:.2f}%"
+        f"{label}, {network} backbone{', random init' if random_init else ''}): "
+        f"top-1 {100 * result['top1']:.2f}%, top-5 {100 * result['top5']:.2f}%"
     )
     return result
 
