@@ -159,14 +159,13 @@ def gradient_variance(
         for _ in range(5):
             (x1, x2), _ = next(loader)
             with torch.no_grad():
-                t = model.target_projector(model.target_backbone(torch.cat([x2, x1])))
-                model.criterion(t, t)  # training mode: one EMA step of Λ
+                model.objective_loss(x1, x2)  # training mode: one EMA step of Λ (from t)
         model.criterion.eval()
     grads = []
     for _ in range(repeats):
         (x1, x2), _ = next(loader)
         model.zero_grad()
-        loss = _loss(model, x1, x2)
+        loss = model.objective_loss(x1, x2)[0]
         loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in params]))
     g = torch.stack(grads)
@@ -187,15 +186,6 @@ def endless(loader):
         loader.sampler.set_epoch(epoch)
         yield from loader
         epoch += 1
-
-
-def _loss(model: MINCModule, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-    z = model.projector(model.backbone(torch.cat([x1, x2])))
-    if model.hparams.objective == "spectral":
-        return model.criterion(*z.chunk(2))
-    with torch.no_grad():
-        t = model.target_projector(model.target_backbone(torch.cat([x2, x1])))
-    return model.criterion(model.predictor(z), t)
 
 
 # --- bookkeeping --------------------------------------------------------------------------

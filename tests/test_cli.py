@@ -139,14 +139,22 @@ def test_sweep_parameters_reach_the_cli():
             assert str(config[key]).lower() == str(yaml.safe_load(value)).lower(), key
 
 
-def test_one_sweep_trial_offline(tmp_path):
+def wandb_fit_args(tmp_path: Path) -> list[str]:
+    """``fit`` on tiny Fashion-MNIST files with the W&B logger writing under tmp_path/run."""
     write_fashion_mnist(tmp_path / "data", n_train=16, n_test=8)
     run = tmp_path / "run"
-    args = [
+    return [
         "fit",
         *quick_args(tmp_path / "data", run),
         f"--config={CONFIGS / 'wandb.yaml'}",
         f"--trainer.logger.init_args.save_dir={run}",
+    ]
+
+
+def test_one_sweep_trial_offline(tmp_path):
+    run = tmp_path / "run"
+    args = [
+        *wandb_fit_args(tmp_path),
         "--model.alpha=0.3",
         "--model.mu=2.0",
         "--trainer.log_every_n_steps=1",
@@ -161,14 +169,8 @@ def test_one_sweep_trial_offline(tmp_path):
 
 
 def test_resumed_run_reuses_wandb_id(tmp_path):
-    write_fashion_mnist(tmp_path / "data", n_train=16, n_test=8)
     run = tmp_path / "run"
-    base = [
-        "fit",
-        *quick_args(tmp_path / "data", run),
-        f"--config={CONFIGS / 'wandb.yaml'}",
-        f"--trainer.logger.init_args.save_dir={run}",
-    ]
+    base = wandb_fit_args(tmp_path)
     first = run_cli(base)
     run_id = first.trainer.logger.version
     first.trainer.logger.experiment.finish()

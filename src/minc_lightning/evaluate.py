@@ -50,10 +50,13 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def model_from_checkpoint(path: str | Path, backbone: nn.Module | None = None) -> MINCModule:
+def model_from_checkpoint(
+    path: str | Path, backbone: nn.Module | None = None, ckpt: dict | None = None
+) -> MINCModule:
     """Rebuild MINCModule from a checkpoint (its saved config, or ``backbone`` when the module was
-    built in Python) with a clear error when the weights do not fit that config."""
-    ckpt = load_checkpoint(path)
+    built in Python) with a clear error when the weights do not fit that config. ``ckpt``: the
+    checkpoint already loaded from ``path``."""
+    ckpt = load_checkpoint(path) if ckpt is None else ckpt
     hparams = dict(ckpt["hyper_parameters"])
     hparams.pop("_instantiator", None)
     hparams.pop("_class_path", None)
@@ -165,12 +168,13 @@ def _features(
     num_workers: int,
     device: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
-    model = model_from_checkpoint(ckpt)
+    checkpoint = load_checkpoint(ckpt)  # read once: weights and data configuration
+    model = model_from_checkpoint(ckpt, ckpt=checkpoint)
     if random_init:  # the same architecture, freshly initialised: the baseline to beat
         torch.manual_seed(0)
         model = _reinit(model)
     backbone = model.target_backbone if network == "target" else model.backbone
-    data_hp = dict(load_checkpoint(ckpt).get("datamodule_hyper_parameters", {}))
+    data_hp = dict(checkpoint.get("datamodule_hyper_parameters", {}))
     if not data_hp:
         raise ValueError(
             f"{ckpt} has no data configuration; evaluate checkpoints of `minc-lightning fit`"

@@ -202,8 +202,9 @@ class MINCModule(LightningModule):
         return cosine_schedule(step, total + 1, self.hparams.tau_base, 1.0)
 
     # --- training --------------------------------------------------------------------------
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        x1, x2, y = unpack_views(batch)
+    def objective_loss(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The self-supervised loss of two views (B, C, H, W), with the online backbone features
+        h (2B, F) and projections z (2B, d) it was computed from (SPEC section 3)."""
         h = self.backbone(torch.cat([x1, x2]))  # (2B, F)
         if h.ndim != 2 or h.shape[1] != self.feature_dim:
             raise ValueError(
@@ -219,6 +220,11 @@ class MINCModule(LightningModule):
             with torch.no_grad():  # target projections of the *other* view: v2 then v1
                 t = self.target_projector(self.target_backbone(torch.cat([x2, x1])))
             loss = self.criterion(p, t)
+        return loss, h, z
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x1, x2, y = unpack_views(batch)
+        loss, h, z = self.objective_loss(x1, x2)
         self.log("train/loss", loss, prog_bar=True)
 
         if self.probe is not None:
