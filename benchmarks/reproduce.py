@@ -152,7 +152,7 @@ def gradient_variance(
     model = build(objective, args, seed=0)
     dm = data(args, batch_size)
     dm.setup("fit")
-    loader = endless(dm.train_dataloader())
+    loader = endless(dm)
     model.train()
     params = [p for p in model.backbone.parameters()] + list(model.projector.parameters())
     if isinstance(model.criterion, MINCLoss):  # Λ from a few batches, then held fixed
@@ -179,12 +179,13 @@ def gradient_variance(
     }
 
 
-def endless(loader):
-    """Batches of successive epochs (new order and augmentations each epoch)."""
-    epoch = 0
+def endless(dm: MINCDataModule):
+    """Normalised batches of successive epochs (new order and augmentations each epoch)."""
+    loader, epoch = dm.train_dataloader(), 0
     while True:
         loader.sampler.set_epoch(epoch)
-        yield from loader
+        for batch in loader:
+            yield dm.on_after_batch_transfer(batch, 0)  # what the Trainer does on the device
         epoch += 1
 
 

@@ -1,11 +1,14 @@
 """Median training-step time of MINCModule for objectives minc, byol and spectral.
 
 Same backbone (torchvision ResNet-18 with the CIFAR stem), same 32 px batch, same optimizer;
-objectives interleaved over two rounds (best median of each); the batch is held in memory
-so only the step itself is timed (forward, loss, backward, LARS step, target EMA). Prints a
-table and the ratios MINC/BYOL and MINC/spectral.
+the batch is held in memory so only the step itself is timed (forward, loss, backward, LARS
+step, target EMA). The objectives take turns over several rounds, each round in a rotated
+order, so slow drift of the machine (other processes, allocator and thread-pool warm-up) falls
+on all three alike; each objective's figure is the median of all its timed steps. Prints a
+table, the ratios MINC/BYOL and MINC/spectral, and the range of MINC/BYOL over the rounds
+(how far apart two measurements of the same thing land on this machine).
 
-    python benchmarks/step_time.py [--batch_sizes 64 256] [--steps 12] [--device cpu]
+    python benchmarks/step_time.py [--batch_sizes 64 256] [--steps 5] [--rounds 3] [--device cpu]
 """
 
 from __future__ import annotations
@@ -52,7 +55,9 @@ class StepTimer(L.Callback):
         self.times.append(time.perf_counter() - self.start)
 
 
-def step_time(objective: str, batch_size: int, steps: int, warmup: int, device: str) -> float:
+def step_times(
+    objective: str, batch_size: int, steps: int, warmup: int, device: str
+) -> list[float]:
     torch.manual_seed(0)
     model = MINCModule(ResNet("resnet18", cifar_stem=True), objective=objective, num_classes=10)
     loader = DataLoader(FixedBatches(batch_size, steps), batch_size=None)
@@ -69,31 +74,40 @@ def step_time(objective: str, batch_size: int, steps: int, warmup: int, device: 
         log_every_n_steps=10**6,
     )
     trainer.fit(model, loader)
-    return statistics.median(timer.times[warmup:])
+    return timer.times[warmup:]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[64, 256])
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per fit")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per fit")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=2, choices=[1, 2])
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
+    objectives = ("minc", "byol", "spectral")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
-    print("| batch | minc (s) | byol (s) | spectral (s) | minc / byol | minc / spectral |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| batch | minc (s) | byol (s) | spectral (s) | minc / byol | minc / spectral | "
+        "minc / byol per round |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---|")
     for b in args.batch_sizes:
-        # interleaved rounds, best median per objective: the first fit of a process pays for
-        # allocator and thread-pool warm-up, which would otherwise land on one objective
-        t = {o: float("inf") for o in ("minc", "byol", "spectral")}
-        for order in [("byol", "minc", "spectral"), ("minc", "spectral", "byol")][: args.rounds]:
+        times = {o: [] for o in objectives}
+        per_round = []
+        for r in range(args.rounds):
+            order = objectives[r % 3 :] + objectives[: r % 3]  # rotate who goes first
+            medians = {}
             for o in order:
-                t[o] = min(t[o], step_time(o, b, args.steps, args.warmup, args.device))
+                steps = step_times(o, b, args.warmup + args.steps, args.warmup, args.device)
+                times[o] += steps
+                medians[o] = statistics.median(steps)
+            per_round.append(medians["minc"] / medians["byol"])
+        t = {o: statistics.median(v) for o, v in times.items()}
         print(
             f"| {b} | {t['minc']:.3f} | {t['byol']:.3f} | {t['spectral']:.3f} | "
-            f"{t['minc'] / t['byol']:.3f} | {t['minc'] / t['spectral']:.3f} |",
+            f"{t['minc'] / t['byol']:.3f} | {t['minc'] / t['spectral']:.3f} | "
+            f"{min(per_round):.3f} to {max(per_round):.3f} |",
             flush=True,
         )
 

@@ -29,10 +29,13 @@ def check_views(dm: MINCDataModule, size: int, labels: np.ndarray | None = None)
     views, label = dm.train_set[0]
     assert len(views) == 2
     for v in views:
-        assert v.shape == (3, size, size) and v.dtype == torch.float32
+        assert v.shape == (3, size, size) and v.dtype == torch.uint8
     assert not torch.equal(views[0], views[1])
-    (v1, v2), y = next(iter(dm.train_dataloader()))
+    batch = next(iter(dm.train_dataloader()))
+    assert batch[0][0].dtype == torch.uint8
+    (v1, v2), y = dm.on_after_batch_transfer(batch, 0)  # what the Trainer does on the device
     assert v1.shape == v2.shape == (dm.batch_size, 3, size, size) and y.dtype == torch.long
+    assert v1.dtype == v2.dtype == torch.float32
     if labels is not None:
         assert [dm.train_set[i][1] for i in range(len(labels))] == labels.tolist()
     image, _ = dm.val_set[0]
@@ -131,6 +134,37 @@ def test_presets_follow_practice():
     assert PRESETS["cifar10"].gaussian_blur == (0.0, 0.0) and PRESETS["stl10"].image_size == 96
     blur = MINCDataModule("cifar10").train_transform.transforms[0].transform.transforms
     assert not any("Blur" in type(t).__name__ and t.prob > 0 for t in blur)
+
+
+def test_uint8_views_normalised_on_device_equal_lightly_float_views(tmp_path):
+    """The loader's uint8 views, normalised per batch, are lightly's float views (same seed)."""
+    import torchvision.transforms as T
+    from PIL import Image
+
+    dm = MINCDataModule("imagenet", str(tmp_path), image_size=64)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 96, 3), np.uint8))
+    float_views = [  # each of lightly's views as lightly builds it: ToTensor, then Normalize
+        T.Compose([*view.transform.transforms[:-1], T.ToTensor(), T.Normalize(*dm.preset.stats)])
+        for view in dm.train_transform.transforms
+    ]
+    torch.manual_seed(3), np.random.seed(3)  # lightly's blur and solarisation draw from numpy
+    uint8 = dm.train_transform(image)
+    torch.manual_seed(3), np.random.seed(3)
+    reference = [view(image) for view in float_views]
+    batch = dm.on_after_batch_transfer([[v[None] for v in uint8], torch.zeros(1)], 0)
+    for ours, theirs in zip(batch[0], reference, strict=True):
+        torch.testing.assert_close(ours[0], theirs, rtol=0, atol=1e-5)
+    assert not torch.allclose(batch[0][0], batch[0][1])  # two different views
+    val = [torch.rand(2, 3, 8, 8), torch.zeros(2)]  # float batches pass through untouched
+    assert dm.on_after_batch_transfer(val, 0)[0] is val[0]
+
+
+def test_module_explains_uint8_views():
+    from minc_lightning.module import unpack_views
+
+    views = [torch.zeros(2, 3, 8, 8, dtype=torch.uint8)] * 2
+    with pytest.raises(ValueError, match="on_after_batch_transfer"):
+        unpack_views((views, torch.zeros(2, dtype=torch.long)))
 
 
 # --- errors ----------------------------------------------------------------------------------

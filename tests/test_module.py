@@ -126,7 +126,7 @@ def test_unlabelled_data_trains_without_probe_signal():
     ],
 )
 def test_bad_batch_names_the_contract(batch):
-    with pytest.raises(ValueError, match="two tensors of shape") as err:
+    with pytest.raises(ValueError, match="two float tensors of shape") as err:
         tiny_module().training_step(batch, 0)
     assert "received" in str(err.value)
 

@@ -1,8 +1,10 @@
 """MINCDataModule: two BYOL views per image (lightly's transforms) for the usual SSL datasets.
 
-Training batches follow MINCModule's contract, ``([view1, view2], labels)`` with label -1 for
-unlabelled images; validation batches are ``(image, label)`` under a deterministic eval
-transform (resize, centre crop, normalise).
+Training batches are ``([view1, view2], labels)`` with label -1 for unlabelled images. The
+loader yields the views as uint8 and ``on_after_batch_transfer`` normalises them on the device,
+so that MINCModule receives its contract's float views (a float view costs four times the
+bytes to collate, pin and copy). Validation batches are float ``(image, label)`` under a
+deterministic eval transform (resize, centre crop, normalise).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -18,6 +20,7 @@ import torchvision.transforms as T
 from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Transform
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from minc_lightning.datasets import (
@@ -72,6 +75,17 @@ PRESETS: dict[str, Preset] = {
     ),
     "folder": Preset(224, 256),
 }
+
+
+def uint8_output(view: BYOLView1Transform | BYOLView2Transform):
+    """lightly's view transform ending in a uint8 tensor instead of a float one (its augmentations
+    unchanged): a quarter of the bytes to collate, pin and copy to the GPU, and no float image
+    is made per sample. ``MINCDataModule.on_after_batch_transfer`` normalises whole batches."""
+    steps = view.transform.transforms
+    if type(steps[-1]).__name__ != "ToTensor":  # lightly changed its transform: fail loudly
+        raise RuntimeError(f"expected lightly's view transform to end in ToTensor: {steps}")
+    steps[-1] = T.PILToTensor()
+    return view
 
 
 def imagenet100_classes() -> list[str]:
@@ -162,14 +176,25 @@ class MINCDataModule(LightningDataModule):
             min_scale=preset.min_scale if min_scale is None else min_scale,
             random_gray_scale=random_gray_scale,
             hf_prob=hf_prob,
-            normalize={"mean": list(preset.stats[0]), "std": list(preset.stats[1])},
+            normalize=None,  # on whole batches, on the device: normalize_views
         )
         blur = preset.gaussian_blur if gaussian_blur is None else gaussian_blur
         solarize = preset.solarization_prob if solarization_prob is None else solarization_prob
         self.train_transform = BYOLTransform(
-            BYOLView1Transform(**view_args, gaussian_blur=blur[0], solarization_prob=solarize[0]),
-            BYOLView2Transform(**view_args, gaussian_blur=blur[1], solarization_prob=solarize[1]),
+            uint8_output(
+                BYOLView1Transform(
+                    **view_args, gaussian_blur=blur[0], solarization_prob=solarize[0]
+                )
+            ),
+            uint8_output(
+                BYOLView2Transform(
+                    **view_args, gaussian_blur=blur[1], solarization_prob=solarize[1]
+                )
+            ),
         )
+        # uint8 → float, minus mean, over std in one pass: (x - 255 m) / (255 s)
+        self._shift = 255 * torch.tensor(preset.stats[0]).view(1, -1, 1, 1)
+        self._scale = 255 * torch.tensor(preset.stats[1]).view(1, -1, 1, 1)
         resize = eval_resize or (
             self.image_size
             if preset.eval_resize == preset.image_size
@@ -279,6 +304,22 @@ class MINCDataModule(LightningDataModule):
         if self.trainer is None:
             return 0
         return self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 images (B, C, H, W) as float32, normalised with the dataset's mean and std."""
+        shift, scale = self._shift.to(images.device), self._scale.to(images.device)
+        return images.float().sub_(shift).div_(scale)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Normalise uint8 training views on the device the Trainer moved them to (validation
+        batches are float already and pass through). Outside a Trainer, call it on each batch
+        of ``train_dataloader()``: ``dm.on_after_batch_transfer(batch, 0)``."""
+        views = batch[0] if isinstance(batch, (list, tuple)) and batch else None
+        if isinstance(views, (list, tuple)) and all(
+            isinstance(v, Tensor) and v.dtype == torch.uint8 for v in views
+        ):
+            batch = type(batch)([type(views)(self.normalize(v) for v in views), *batch[1:]])
+        return batch
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set, train=False) if self.val_set is not None else []

@@ -24,8 +24,8 @@ from minc_lightning.loss import BYOLLoss, MINCLoss, SpectralContrastiveLoss
 Objective = Literal["minc", "spectral", "byol"]
 BATCH_CONTRACT = (
     "a training batch is (views, labels) or (views, labels, *anything), where views is a "
-    "list/tuple of two tensors of shape (B, C, H, W) and labels a (B,) integer tensor (-1 for "
-    "unlabelled images), or (views,) with no labels"
+    "list/tuple of two float tensors of shape (B, C, H, W) and labels a (B,) integer tensor "
+    "(-1 for unlabelled images), or (views,) with no labels"
 )
 
 
@@ -51,6 +51,13 @@ def unpack_views(batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
     )
     if not ok:
         raise ValueError(f"MINCModule: {BATCH_CONTRACT}; received {describe(batch)}")
+    if not views[0].is_floating_point():
+        raise ValueError(
+            f"MINCModule: the views are {views[0].dtype} images; it needs normalised float ones. "
+            "MINCDataModule's loader yields uint8 views and normalises them on the device in "
+            "on_after_batch_transfer: pass it to the Trainer as datamodule=..., or call "
+            "dm.on_after_batch_transfer(batch, 0) yourself."
+        )
     return views[0], views[1], labels
 
 
