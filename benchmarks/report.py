@@ -247,6 +247,19 @@ def ablation_section(store: dict) -> list[str]:
     ]
 
 
+def backbone_name(args: dict) -> str:
+    if args.get("backbone", "convnet") == "convnet":
+        return f"`ConvNet(width={args.get('width', '?')})`"
+    return f"torchvision {args['backbone']} with the small-image stem"
+
+
+def machine(args: dict) -> str:
+    if args.get("device", "cpu") == "cpu":
+        return f"{platform.machine()} CPU ({torch.get_num_threads()} threads)"
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() else args["device"]
+    return f"one {name}"
+
+
 def write_report(store: dict, docs: Path) -> None:
     docs.mkdir(parents=True, exist_ok=True)
     budget = store.get("budget", {})
@@ -259,15 +272,15 @@ def write_report(store: dict, docs: Path) -> None:
         "",
         f"Setting: Fashion-MNIST, {args.get('train_images', '?')} training images "
         f"(fixed random subset) and {args.get('val_images', '?')} validation images, "
-        f"`ConvNet(width={args.get('width', '?')})`, {args.get('epochs', '?')} epochs at every "
+        f"{backbone_name(args)}, {args.get('epochs', '?')} epochs at every "
         "batch size, LARS with base lr "
         f"{args.get('lr', '?')} × batch/256, the same augmentations and heads for every "
         f"objective. Evaluation: kNN (k={args.get('knn_k', '?')}, T=0.1, cosine) and a linear "
         f"classifier ({args.get('linear_epochs', '?')} epochs) on frozen features of the "
         "online backbone in eval mode.",
         "",
-        f"Budget: {budget.get('seconds', 0) / 60:.0f} minutes on {platform.machine()} CPU "
-        f"({torch.get_num_threads()} threads), torch {torch.__version__}. This is a small-"
+        f"Budget: {budget.get('seconds', 0) / 60:.0f} minutes on {machine(args)}, "
+        f"precision {args.get('precision', '32-true')}, torch {torch.__version__}. This is a small-"
         "scale test of the paper's claims, not a reproduction of its ImageNet numbers.",
         "",
     ]

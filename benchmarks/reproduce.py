@@ -16,6 +16,10 @@ where it stopped. ``--report_only`` rewrites the report from that file.
 
     python benchmarks/reproduce.py                 # about an hour on a 2-core CPU
     python benchmarks/reproduce.py --seeds 1 --epochs 1 --train_images 2000   # a smoke run
+    # on a GPU: a CIFAR-stem ResNet-18, longer, report in its own folder
+    python benchmarks/reproduce.py --device cuda --backbone resnet18 --precision bf16-mixed \
+        --train_images 20000 --val_images 10000 --epochs 10 --workers 8 --root data/fmnist \
+        --out benchmarks/out/gpu --docs docs/gpu
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from minc_lightning.backbones import ConvNet
+from minc_lightning.backbones import ConvNet, ResNet
 from minc_lightning.data import MINCDataModule
 from minc_lightning.diagnostics import lambda_diagnostics
 from minc_lightning.evaluate import extract_features, knn_accuracy, linear_accuracy
@@ -69,10 +73,16 @@ class LambdaTrace(L.Callback):
             )
 
 
+def backbone(args: argparse.Namespace) -> torch.nn.Module:
+    if args.backbone == "convnet":
+        return ConvNet(width=args.width)
+    return ResNet(args.backbone, cifar_stem=True)  # 28 px: the small-image stem
+
+
 def build(objective: str, args: argparse.Namespace, seed: int, **overrides: Any) -> MINCModule:
     torch.manual_seed(seed)
     hparams = dict(
-        backbone=ConvNet(width=args.width),
+        backbone=backbone(args),
         projection_hidden_dim=512,
         projection_dim=64,
         prediction_hidden_dim=512,
@@ -89,6 +99,7 @@ def build(objective: str, args: argparse.Namespace, seed: int, **overrides: Any)
 def data(args: argparse.Namespace, batch_size: int, seed: int = 0) -> MINCDataModule:
     return MINCDataModule(
         "fashion_mnist",
+        root=args.root,
         batch_size=batch_size,
         num_workers=args.workers,
         train_subset=args.train_images,
@@ -112,7 +123,9 @@ def train_and_evaluate(
     callbacks = [LambdaTrace(trace_every)] if trace_every else []
     trainer = L.Trainer(
         max_epochs=args.epochs,
-        accelerator="cpu",
+        accelerator=args.device,
+        devices=1,
+        precision=args.precision,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -124,7 +137,7 @@ def train_and_evaluate(
     if train:
         trainer.fit(model, dm)
     seconds = time.time() - start
-    device = torch.device("cpu")
+    device = torch.device(args.device)
     xtr, ytr = extract_features(model.backbone, dm.eval_dataloader("train"), device)
     xte, yte = extract_features(model.backbone, dm.eval_dataloader("val"), device)
     result = {
@@ -149,10 +162,11 @@ def gradient_variance(
     """Total variance (trace of the covariance) of the parameter gradient over ``repeats``
     minibatches at fixed weights, relative to the squared norm of the mean gradient."""
     L.seed_everything(0, verbose=False)
-    model = build(objective, args, seed=0)
+    device = torch.device(args.device)
+    model = build(objective, args, seed=0).to(device)
     dm = data(args, batch_size)
     dm.setup("fit")
-    loader = endless(dm)
+    loader = endless(dm, device)
     model.train()
     params = [p for p in model.backbone.parameters()] + list(model.projector.parameters())
     if isinstance(model.criterion, MINCLoss):  # Λ from a few batches, then held fixed
@@ -179,13 +193,13 @@ def gradient_variance(
     }
 
 
-def endless(dm: MINCDataModule):
+def endless(dm: MINCDataModule, device: torch.device):
     """Normalised batches of successive epochs (new order and augmentations each epoch)."""
     loader, epoch = dm.train_dataloader(), 0
     while True:
         loader.sampler.set_epoch(epoch)
-        for batch in loader:
-            yield dm.on_after_batch_transfer(batch, 0)  # what the Trainer does on the device
+        for (x1, x2), y in loader:  # what the Trainer does: move, then normalise on the device
+            yield dm.on_after_batch_transfer([[x1.to(device), x2.to(device)], y], 0)
         epoch += 1
 
 
@@ -213,6 +227,10 @@ def main() -> None:
     p.add_argument("--val_images", type=int, default=5000)
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--lr", type=float, default=1.0)
+    p.add_argument("--root", default=None, help="Fashion-MNIST's folder (default: Debian's)")
+    p.add_argument("--backbone", default="convnet", choices=["convnet", "resnet18", "resnet50"])
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--precision", default="32-true", help="e.g. bf16-mixed on a GPU")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--knn_k", type=int, default=20)
     p.add_argument("--linear_epochs", type=int, default=30)
