@@ -9,6 +9,8 @@ table, the ratios MINC/BYOL and MINC/spectral, and the range of MINC/BYOL over t
 (how far apart two measurements of the same thing land on this machine).
 
     python benchmarks/step_time.py [--batch_sizes 64 256] [--steps 5] [--rounds 3]
+    python benchmarks/step_time.py --pairs 10   # MINC and BYOL losses alternating in one fit
+    python benchmarks/step_time.py --loss_only  # the two losses alone, at the steps' shapes
 
 The same script measures training throughput on a GPU, e.g. ResNet-50 at 224 px under
 bf16-mixed, MINC next to BYOL:
@@ -90,6 +92,42 @@ def step_times(objective: str, batch_size: int, args: argparse.Namespace) -> lis
     return timer.times[args.warmup :]
 
 
+class SwapLoss(L.Callback):
+    """Alternates the criterion of a MINC module between MINC's and BYOL's loss every step, so
+    that both are timed in one fit, in adjacent steps, on the same networks and memory."""
+
+    def __init__(self, pl_module: MINCModule) -> None:
+        self.criteria = [pl_module.criterion, BYOLLoss()]
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        pl_module.criterion = self.criteria[batch_idx % 2]
+
+
+def paired_step_times(batch_size: int, args: argparse.Namespace) -> tuple[list, list]:
+    """(MINC, BYOL) step times from one fit whose loss alternates (even steps: MINC)."""
+    torch.manual_seed(0)
+    backbone = ResNet(args.backbone, cifar_stem=args.image_size <= 64)
+    model = MINCModule(backbone, objective="minc", num_classes=10)
+    steps = 2 * (args.warmup + args.pairs)
+    loader = DataLoader(FixedBatches(batch_size, args.image_size, steps), batch_size=None)
+    timer = StepTimer()
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator=args.device,
+        devices=1,
+        precision=args.precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[SwapLoss(model), timer],
+        log_every_n_steps=10**6,
+    )
+    trainer.fit(model, loader)
+    timed = timer.times[2 * args.warmup :]
+    return timed[0::2], timed[1::2]
+
+
 def rate(images_per_second: float) -> str:
     x = images_per_second
     return f"{x:.1f}" if x >= 1 else f"{x:.3g}"
@@ -121,7 +159,22 @@ def main() -> None:
     parser.add_argument("--image_size", type=int, default=32)
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES)
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="instead of the table: one fit per batch size whose loss alternates between MINC's "
+        "and BYOL's every step, this many timed pairs",
+    )
+    parser.add_argument("--loss_only", action="store_true", help="only time the two losses")
     args = parser.parse_args()
+    if args.loss_only:
+        print("| batch | minc loss (ms) | byol loss (ms) |\n|---:|---:|---:|")
+        for b in args.batch_sizes:
+            print(f"| {b} | {loss_ms('minc', 2 * b):.2f} | {loss_ms('byol', 2 * b):.2f} |")
+        return None
+    if args.pairs:
+        return paired(args)
     objectives = tuple(o for o in OBJECTIVES if o in args.objectives)  # minc first
     others = [o for o in objectives if o != "minc"]
     print(
@@ -164,6 +217,23 @@ def main() -> None:
         )
         print("|---:|---:|---:|---:|")
         print("\n".join(loss_lines))
+
+
+def paired(args: argparse.Namespace) -> None:
+    """MINC / BYOL from adjacent steps of one fit: the networks, weights trajectory and memory
+    are shared, so only the loss differs between the two halves of each pair."""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    print("| batch | pairs | minc step (s) | byol step (s) | minc / byol | median pair ratio |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for b in args.batch_sizes:
+        minc, byol = paired_step_times(b, args)
+        pair = statistics.median(m / y for m, y in zip(minc, byol, strict=True))
+        t_minc, t_byol = statistics.median(minc), statistics.median(byol)
+        print(
+            f"| {b} | {len(minc)} | {t_minc:.3f} | {t_byol:.3f} | {t_minc / t_byol:.3f} | "
+            f"{pair:.3f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
