@@ -68,12 +68,14 @@ class StepTimer(L.Callback):
         self.times.append(time.perf_counter() - self.start)
 
 
-def step_times(objective: str, batch_size: int, args: argparse.Namespace) -> list[float]:
-    """Times of the timed steps of one fit (after ``args.warmup`` untimed ones)."""
+def fit_times(
+    objective: str, batch_size: int, steps: int, args: argparse.Namespace, swap: bool = False
+) -> list[float]:
+    """Times of every step of one fit of ``steps`` steps; ``swap``: alternate the loss between
+    the objective's and BYOL's every step (``SwapLoss``)."""
     torch.manual_seed(0)
     backbone = ResNet(args.backbone, cifar_stem=args.image_size <= 64)
     model = MINCModule(backbone, objective=objective, num_classes=10)
-    steps = args.warmup + args.steps
     loader = DataLoader(FixedBatches(batch_size, args.image_size, steps), batch_size=None)
     timer = StepTimer()
     trainer = L.Trainer(
@@ -85,11 +87,16 @@ def step_times(objective: str, batch_size: int, args: argparse.Namespace) -> lis
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[timer],
+        callbacks=([SwapLoss(model)] if swap else []) + [timer],
         log_every_n_steps=10**6,
     )
     trainer.fit(model, loader)
-    return timer.times[args.warmup :]
+    return timer.times
+
+
+def step_times(objective: str, batch_size: int, args: argparse.Namespace) -> list[float]:
+    """Times of the timed steps of one fit (after ``args.warmup`` untimed ones)."""
+    return fit_times(objective, batch_size, args.warmup + args.steps, args)[args.warmup :]
 
 
 class SwapLoss(L.Callback):
@@ -105,26 +112,8 @@ class SwapLoss(L.Callback):
 
 def paired_step_times(batch_size: int, args: argparse.Namespace) -> tuple[list, list]:
     """(MINC, BYOL) step times from one fit whose loss alternates (even steps: MINC)."""
-    torch.manual_seed(0)
-    backbone = ResNet(args.backbone, cifar_stem=args.image_size <= 64)
-    model = MINCModule(backbone, objective="minc", num_classes=10)
     steps = 2 * (args.warmup + args.pairs)
-    loader = DataLoader(FixedBatches(batch_size, args.image_size, steps), batch_size=None)
-    timer = StepTimer()
-    trainer = L.Trainer(
-        max_epochs=1,
-        accelerator=args.device,
-        devices=1,
-        precision=args.precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[SwapLoss(model), timer],
-        log_every_n_steps=10**6,
-    )
-    trainer.fit(model, loader)
-    timed = timer.times[2 * args.warmup :]
+    timed = fit_times("minc", batch_size, steps, args, swap=True)[2 * args.warmup :]
     return timed[0::2], timed[1::2]
 
 
@@ -169,10 +158,7 @@ def main() -> None:
     parser.add_argument("--loss_only", action="store_true", help="only time the two losses")
     args = parser.parse_args()
     if args.loss_only:
-        print("| batch | minc loss (ms) | byol loss (ms) |\n|---:|---:|---:|")
-        for b in args.batch_sizes:
-            print(f"| {b} | {loss_ms('minc', 2 * b):.2f} | {loss_ms('byol', 2 * b):.2f} |")
-        return None
+        return print_losses(args.batch_sizes)
     if args.pairs:
         return paired(args)
     objectives = tuple(o for o in OBJECTIVES if o in args.objectives)  # minc first
@@ -187,7 +173,7 @@ def main() -> None:
         header.append("minc / byol per round")
     print("| batch | " + " | ".join(header) + " |")
     print("|---:|" + "---:|" * (len(header) - 1) + "---|")
-    loss_lines = []
+    byol_step = {}
     for b in args.batch_sizes:
         times = {o: [] for o in objectives}
         per_round = []
@@ -206,17 +192,25 @@ def main() -> None:
         if per_round:
             cells.append(f"{min(per_round):.3f} to {max(per_round):.3f}")
         print(f"| {b} | " + " | ".join(cells) + " |", flush=True)
-        if "minc" in t and "byol" in t and args.device == "cpu":
-            minc, byol = loss_ms("minc", 2 * b), loss_ms("byol", 2 * b)
-            predicted = 1 + (minc - byol) / 1000 / t["byol"]
-            loss_lines.append(f"| {b} | {minc:.2f} | {byol:.2f} | {predicted:.5f} |")
-    if loss_lines:
+        if "minc" in t and "byol" in t:
+            byol_step[b] = t["byol"]
+    if byol_step and args.device == "cpu":  # the loss timer has no GPU synchronisation
         print("\nThe losses alone (forward + backward at the step's 2B × 256 rows, CPU):")
-        print(
-            "| batch | minc loss (ms) | byol loss (ms) | minc / byol step predicted by the loss |"
-        )
-        print("|---:|---:|---:|---:|")
-        print("\n".join(loss_lines))
+        print_losses(list(byol_step), byol_step)
+
+
+def print_losses(batch_sizes: list[int], byol_step: dict[int, float] | None = None) -> None:
+    """The two losses' cost per batch size; with BYOL's step time, the MINC / BYOL step ratio
+    that the difference of the losses alone predicts."""
+    header = "| batch | minc loss (ms) | byol loss (ms) |"
+    print(header + (" minc / byol step predicted by the loss |" if byol_step else ""))
+    print("|---:|---:|---:|" + ("---:|" if byol_step else ""))
+    for b in batch_sizes:
+        minc, byol = loss_ms("minc", 2 * b), loss_ms("byol", 2 * b)
+        line = f"| {b} | {minc:.2f} | {byol:.2f} |"
+        if byol_step:
+            line += f" {1 + (minc - byol) / 1000 / byol_step[b]:.5f} |"
+        print(line)
 
 
 def paired(args: argparse.Namespace) -> None:

@@ -176,7 +176,7 @@ class MINCDataModule(LightningDataModule):
             min_scale=preset.min_scale if min_scale is None else min_scale,
             random_gray_scale=random_gray_scale,
             hf_prob=hf_prob,
-            normalize=None,  # on whole batches, on the device: normalize_views
+            normalize=None,  # on whole batches, on the device: on_after_batch_transfer
         )
         blur = preset.gaussian_blur if gaussian_blur is None else gaussian_blur
         solarize = preset.solarization_prob if solarization_prob is None else solarization_prob
