@@ -1,0 +1,169 @@
+"""The exact benchmark's mathematics, and report verdicts that follow the numbers they are fed."""
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+import report  # noqa: E402
+import spectral_exact as exact  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return exact.spectrum(exact.chain_of_clusters(nodes=60, clusters=3, density=0.5, seed=1))
+
+
+def test_exact_objective_matches_a_monte_carlo_estimate(graph):
+    F = torch.randn(graph.n, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    g = torch.Generator().manual_seed(1)
+    n = 400_000
+    x, xp = exact.sample_pairs(graph, n, g)  # positive pairs from P
+    a = torch.multinomial(graph.d, n, replacement=True, generator=g)  # independent x, x'' ~ p
+    b = torch.multinomial(graph.d, n, replacement=True, generator=g)
+    positive = (F[x] * F[xp]).sum(1)
+    pair = (F[a] * F[b]).sum(1).square()
+    estimate = 2 * positive.mean() - pair.mean()
+    se = math.sqrt(4 * positive.var() / n + pair.var() / n)
+    assert abs(exact.population_objective(F, graph) - estimate.item()) < 4 * se
+
+
+def test_sampled_pairs_follow_p(graph):
+    x, xp = exact.sample_pairs(graph, 200_000, torch.Generator().manual_seed(0))
+    counts = torch.zeros(graph.n, graph.n, dtype=torch.float64)
+    counts.index_put_((x, xp), torch.ones(len(x), dtype=torch.float64), accumulate=True)
+    assert torch.allclose(counts.sum(1) / len(x), graph.d, atol=3e-3)  # marginals
+    assert (counts[graph.P == 0] == 0).all()  # never a pair P does not have
+
+
+def test_eigenfunctions_attain_the_optimum_and_nothing_beats_it(graph):
+    k = 3
+    best = exact.optimal_embedding(graph, k)
+    j_star = exact.optimum(graph, k)
+    assert exact.population_objective(best, graph) == pytest.approx(j_star, rel=1e-9)
+    rotation, _ = torch.linalg.qr(torch.randn(k, k, dtype=torch.float64))
+    assert exact.population_objective(best @ rotation, graph) == pytest.approx(j_star, rel=1e-9)
+    for seed in range(5):  # perturbations only lose
+        noise = torch.randn(best.shape, generator=torch.Generator().manual_seed(seed))
+        assert exact.population_objective(best + 0.05 * noise.double(), graph) < j_star
+    assert torch.allclose(exact.alignment(best, graph, k), torch.ones(k, dtype=torch.float64))
+    assert exact.principal_angles(best @ rotation, graph, k).max() < 1e-4
+    assert exact.alignment(best @ rotation, graph, k).mean() < 0.999  # a rotation is unordered
+
+
+def test_training_run_reports_a_curve_or_its_divergence(graph):
+    ok = exact.train(graph, "minc_tril", batch=16, base_lr=4, seed=0, samples=4096, k=3, evals=4)
+    assert ok["diverged_at"] is None and len(ok["curve"]) == 4
+    assert 0 < ok["curve"][-1][1] <= 1 + 1e-9 and ok["final"] == ok["curve"][-1][1]
+    assert ok["curve"][-1][1] > ok["curve"][0][1]  # it learns
+    bad = exact.train(graph, "scl", batch=16, base_lr=1e4, seed=0, samples=4096, k=3, evals=4)
+    assert bad["diverged_at"] is not None and math.isnan(bad["final"])
+
+
+# --- verdicts ------------------------------------------------------------------------------
+def test_compare_uses_two_standard_errors():
+    assert report.compare([1.0, 1.1, 0.9], [0.0, 0.1, -0.1]) == "ahead"
+    assert report.compare([0.0, 0.1, -0.1], [1.0, 1.1, 0.9]) == "behind"
+    assert report.compare([1.0, 2.0, 0.0], [0.9, 1.9, -0.1]) == "tie"
+    assert report.compare([1.0], [0.5]) == "tie"  # two single numbers cannot be told apart
+    assert report.compare([1.0, 1.01, 0.99], [0.5]) == "ahead"  # a deterministic baseline
+
+
+def invented_exact(minc: dict, scl: dict, tril_align: float, full_align: float) -> dict:
+    runs = []
+    for objective, finals in (("minc_tril", minc), ("minc_full", minc), ("scl", scl)):
+        for batch, values in finals.items():
+            for seed, value in enumerate(values):
+                align = tril_align if objective == "minc_tril" else full_align
+                runs.append(
+                    {
+                        "objective": objective,
+                        "batch": batch,
+                        "seed": seed,
+                        "final": value,
+                        "diverged_at": None,
+                        "alignment": [align + 0.01 * seed] * 2,
+                        "angles": [1.0, 2.0],
+                        "curve": [[1, value]],
+                    }
+                )
+    return {"runs": runs}
+
+
+def test_exact_verdicts_change_with_the_numbers():
+    good = invented_exact(
+        {8: [0.9, 0.91, 0.92], 64: [0.95, 0.96, 0.97]},
+        {8: [0.5, 0.51, 0.52], 64: [0.6, 0.61, 0.62]},
+        0.95,
+        0.3,
+    )
+    v = report.exact_verdicts(good)
+    assert (v["every"][0], v["small_vs_large"][0], v["ordering"][0]) == ("holds",) * 3
+    bad = invented_exact(
+        {8: [0.5, 0.51, 0.52], 64: [0.6, 0.61, 0.62]},
+        {8: [0.9, 0.91, 0.92], 64: [0.95, 0.96, 0.97]},
+        0.3,
+        0.95,
+    )
+    v = report.exact_verdicts(bad)
+    assert (v["every"][0], v["small_vs_large"][0], v["ordering"][0]) == ("does not hold",) * 3
+    noisy = invented_exact(
+        {8: [0.5, 0.9, 0.7], 64: [0.5, 0.9, 0.7]},
+        {8: [0.6, 0.8, 0.7], 64: [0.6, 0.8, 0.7]},
+        0.5,
+        0.5,
+    )
+    v = report.exact_verdicts(noisy)
+    assert (v["every"][0], v["small_vs_large"][0], v["ordering"][0]) == ("inconclusive",) * 3
+
+
+def invented_store(minc: float, spectral: float, byol: float, pixels: float) -> dict:
+    store = {"baseline/pixels": {"knn": pixels, "linear": pixels}}
+    for objective, acc in (("minc", minc), ("spectral", spectral), ("byol", byol)):
+        for batch in (64, 256):
+            for seed in range(3):
+                value = acc + 0.001 * seed
+                store[f"batch/{objective}/{batch}/{seed}"] = {
+                    "objective": objective,
+                    "batch_size": batch,
+                    "seed": seed,
+                    "knn": value,
+                    "linear": value,
+                }
+    return store
+
+
+def test_real_data_verdicts_change_with_the_numbers():
+    v = report.real_verdicts(invented_store(0.85, 0.80, 0.85, 0.83))
+    assert [v[k][0] for k in ("every", "small_vs_large", "byol", "pixels")] == ["holds"] * 4
+    v = report.real_verdicts(invented_store(0.75, 0.80, 0.85, 0.83))
+    assert [v[k][0] for k in ("every", "small_vs_large", "byol", "pixels")] == ["does not hold"] * 4
+    v = report.real_verdicts(invented_store(0.15, 0.10, 0.15, 0.83))  # collapsed
+    assert v["byol"][0] == "does not hold"
+
+
+def test_variance_and_lambda_verdicts_change_with_the_numbers():
+    assert report.claim_lower_variance({8: 1.0, 64: 0.5}, {8: 3.0, 64: 2.0}) == "holds"
+    assert report.claim_lower_variance({8: 1.0, 64: 2.5}, {8: 3.0, 64: 2.0}) == "does not hold"
+    assert report.claim_lower_variance({8: 1.0, 64: 1.9}, {8: 3.0, 64: 2.0}) == "inconclusive"
+    on, off = (
+        {"offdiag_ratio": 0.01, "diag_sorted": 0.9},
+        {"offdiag_ratio": 0.2, "diag_sorted": 0.5},
+    )
+    assert report.claim_lambda_diagonal(on, off) == "holds"
+    assert report.claim_lambda_diagonal(off, on) == "does not hold"
+
+
+def test_report_page_states_the_computed_verdicts(tmp_path):
+    report.write_report(invented_store(0.85, 0.80, 0.85, 0.83), tmp_path)
+    good = (tmp_path / "results.md").read_text()
+    report.write_report(invented_store(0.75, 0.80, 0.85, 0.83), tmp_path)
+    bad = (tmp_path / "results.md").read_text()
+    assert "| MINC beats SCL at every batch size | Fashion-MNIST | **holds** |" in good
+    assert "| MINC beats SCL at every batch size | Fashion-MNIST | **does not hold** |" in bad
+    assert "raw pixels (784 values) | – | 83.00 | 83.00 |" in good
+    for text in (good, bad):  # the old fixed paragraphs are gone
+        assert "barely moves" not in text and "need far longer runs" not in text
