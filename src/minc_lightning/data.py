@@ -22,7 +22,19 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision.datasets.folder import find_classes
 
+from minc_lightning.checks import (
+    check,
+    each,
+    interval,
+    non_negative,
+    non_negative_int,
+    one_of,
+    optional,
+    positive_int,
+    probability,
+)
 from minc_lightning.datasets import (
     ArrayDataset,
     CheckedImageFolder,
@@ -150,14 +162,31 @@ class MINCDataModule(LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-        if batch_size < 1:
-            raise ValueError(f"MINCDataModule: batch_size must be >= 1, got {batch_size}")
+        check(
+            "MINCDataModule",
+            dataset=(dataset, one_of(DATASETS)),
+            batch_size=(batch_size, positive_int),
+            num_workers=(num_workers, non_negative_int),
+            image_size=(image_size, optional(positive_int)),
+            min_scale=(min_scale, optional(interval(0.0, 1.0, open_low=True))),
+            cj_prob=(cj_prob, probability),
+            cj_strength=(cj_strength, optional(non_negative)),
+            cj_bright=(cj_bright, non_negative),
+            cj_contrast=(cj_contrast, non_negative),
+            cj_sat=(cj_sat, non_negative),
+            cj_hue=(cj_hue, interval(0.0, 0.5)),
+            random_gray_scale=(random_gray_scale, probability),
+            gaussian_blur=(gaussian_blur, optional(each(probability, 2))),
+            solarization_prob=(solarization_prob, optional(each(probability, 2))),
+            hf_prob=(hf_prob, probability),
+            eval_resize=(eval_resize, optional(positive_int)),
+            train_subset=(train_subset, optional(positive_int)),
+            val_subset=(val_subset, optional(positive_int)),
+            on_corrupt=(on_corrupt, one_of(("raise", "skip"))),
+            seed=(seed, non_negative_int),
+        )
         if dataset in ("imagenet", "imagenet100", "folder") and root is None:
             raise ValueError(f"MINCDataModule: dataset {dataset!r} needs data.root")
-        if on_corrupt not in ("raise", "skip"):
-            raise ValueError(f"on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}")
         self.save_hyperparameters()
         self.dataset, self.root = dataset, Path(root).expanduser() if root else None
         self.batch_size, self.num_workers, self.drop_last = batch_size, num_workers, drop_last
@@ -220,7 +249,17 @@ class MINCDataModule(LightningDataModule):
         train_dir = self.root / "train" if (self.root / "train").is_dir() else self.root
         if not train_dir.is_dir():
             return 0
-        return sum(1 for p in train_dir.iterdir() if p.is_dir())
+        return len(self.train_classes())
+
+    def train_classes(self) -> list[str]:
+        """The class names of an image-folder dataset's training split, in label order."""
+        if self.dataset == "imagenet100":
+            return sorted(imagenet100_classes())
+        train_dir = self.root / "train" if (self.root / "train").is_dir() else self.root
+        try:
+            return find_classes(str(train_dir))[0]
+        except FileNotFoundError:
+            return []
 
     def build(self, split: Literal["train", "val"], transform) -> Dataset | None:
         """The dataset of a split under ``transform`` (None: no validation split)."""
@@ -247,8 +286,15 @@ class MINCDataModule(LightningDataModule):
                 "root/val/<wnid>/<image> (ILSVRC-2012: sort the validation images into their wnid "
                 "folders with the devkit's ground truth). ImageNet is at https://image-net.org."
             )
-        classes = imagenet100_classes() if name == "imagenet100" else None
-        return CheckedImageFolder(folder, transform, classes, self.hparams.on_corrupt)
+        on_corrupt = self.hparams.on_corrupt
+        if train:
+            classes = imagenet100_classes() if name == "imagenet100" else None
+            return CheckedImageFolder(folder, transform, sorted(classes or []) or None, on_corrupt)
+        # validation: the training split's labels; a class it lacks is fine, one it adds is not
+        unknown = "ignore" if name == "imagenet100" else "error"
+        return CheckedImageFolder(
+            folder, transform, self.train_classes(), on_corrupt, require_all=False, unknown=unknown
+        )
 
     @staticmethod
     def _subset(dataset: Dataset, n: int | None) -> Dataset:

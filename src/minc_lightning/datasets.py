@@ -19,9 +19,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torchvision
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
 log = logging.getLogger(__name__)
 
@@ -201,11 +201,51 @@ def read_fashion_mnist(
 
 
 # --- image folders ---------------------------------------------------------------------------
-class CheckedImageFolder(torchvision.datasets.ImageFolder):
-    """``ImageFolder`` restricted to ``classes`` (if given) whose errors name the file.
+HIGH_BIT_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+BACKGROUND = (255, 255, 255)  # what transparent pixels show: white, as image viewers on a page
 
-    ``on_corrupt="raise"`` stops at an unreadable image, naming it; ``"skip"`` logs it with a
-    running count and serves the next image instead.
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An 8-bit RGB image of what ``image`` shows in a viewer.
+
+    PIL's ``convert("RGB")`` alone clips 16-bit and 32-bit images to 255 (a 16-bit scan trains
+    as a white square), drops transparency (showing whatever colour lies under transparent
+    pixels) and ignores the EXIF orientation. Here: the EXIF rotation is applied; 16-bit
+    images are scaled to 8 bits (``I``: by the range its values use, ``F``: [0, 1] or [0, 255]);
+    transparency, also a palette's, is composited on white; palette, CMYK, YCbCr and bilevel
+    images are converted by PIL.
+    """
+    image = ImageOps.exif_transpose(image)
+    if image.mode in HIGH_BIT_DEPTH:
+        pixels = np.asarray(image).astype(np.float64)
+        top = pixels.max(initial=0.0)
+        if image.mode.startswith("I;16") or (image.mode == "I" and 255 < top <= 65535):
+            pixels = pixels / 257.0
+        elif image.mode == "I" and top > 65535:
+            pixels = pixels * (255.0 / top)
+        elif image.mode == "F" and top <= 1.0:
+            pixels = pixels * 255.0
+        image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+class CheckedImageFolder(torchvision.datasets.ImageFolder):
+    """``ImageFolder`` with a given class list, whose errors name the file or folder.
+
+    Args:
+        root: ``root/<class>/<image>``.
+        classes: the labels, in order (None: the class folders of ``root``). A validation split
+            takes its training split's list, so a class has one label in both.
+        require_all: every class of ``classes`` must have a folder (a training split); else a
+            missing class folder is allowed (a validation split may lack a class).
+        unknown: a class folder not in ``classes`` is an "error" (its images would get no label
+            or another class's) or is "ignore"d (ImageNet-100 inside ImageNet).
+        on_corrupt: "raise" stops at an unreadable image, naming it; "skip" logs it with a
+            running count and serves the next image instead.
     """
 
     def __init__(
@@ -214,10 +254,16 @@ class CheckedImageFolder(torchvision.datasets.ImageFolder):
         transform: Callable | None = None,
         classes: list[str] | None = None,
         on_corrupt: Literal["raise", "skip"] = "raise",
+        require_all: bool = True,
+        unknown: Literal["error", "ignore"] = "ignore",
     ) -> None:
-        self.keep, self.on_corrupt, self.skipped = classes, on_corrupt, 0
+        self.keep = classes
+        self.on_corrupt = on_corrupt
+        self.require_all = require_all
+        self.unknown = unknown
+        self.skipped = 0
         try:
-            super().__init__(str(root), transform=transform)
+            super().__init__(str(root), transform=transform, allow_empty=not require_all)
         except FileNotFoundError as err:
             raise FileNotFoundError(
                 f"{root}: {err}. Every class folder root/<class>/ needs at least one image "
@@ -225,22 +271,29 @@ class CheckedImageFolder(torchvision.datasets.ImageFolder):
             ) from err
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
-        classes, _ = super().find_classes(directory)
-        if self.keep is not None:
-            absent = sorted(set(self.keep) - set(classes))
-            if absent:
-                raise FileNotFoundError(
-                    f"{directory} lacks {len(absent)} of the {len(self.keep)} expected class "
-                    f"folders, e.g. {', '.join(absent[:5])}"
-                )
-            classes = sorted(self.keep)
-        return classes, {c: i for i, c in enumerate(classes)}
+        present, _ = find_classes(directory)
+        if self.keep is None:
+            return present, {c: i for i, c in enumerate(present)}
+        absent = sorted(set(self.keep) - set(present))
+        if absent and self.require_all:
+            raise FileNotFoundError(
+                f"{directory} lacks {len(absent)} of the {len(self.keep)} expected class "
+                f"folders, e.g. {', '.join(absent[:5])}"
+            )
+        extra = sorted(set(present) - set(self.keep))
+        if extra and self.unknown == "error":
+            raise ValueError(
+                f"{directory} holds {len(extra)} class folder(s) the training split does not "
+                f"have ({', '.join(extra[:5])}); their images would be scored under another "
+                "class's label. Remove them or add them to the training split."
+            )
+        return list(self.keep), {c: i for i, c in enumerate(self.keep)}
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         path, target = self.samples[index]
         try:
             with open(path, "rb") as f:
-                image = Image.open(f).convert("RGB")  # convert() forces a full decode
+                image = to_rgb(Image.open(f))  # converting forces a full decode
         except (OSError, SyntaxError, ValueError) as err:
             if self.on_corrupt == "raise":
                 raise OSError(
