@@ -36,7 +36,7 @@ import torch
 from minc_lightning.backbones import ConvNet, ResNet
 from minc_lightning.data import MINCDataModule
 from minc_lightning.diagnostics import lambda_diagnostics
-from minc_lightning.evaluate import extract_features, knn_accuracy, linear_accuracy
+from minc_lightning.evaluate import Pixels, extract_features, knn_accuracy, linear_accuracy
 from minc_lightning.loss import MINCLoss
 from minc_lightning.module import MINCModule
 
@@ -157,14 +157,11 @@ def train_and_evaluate(
 
 
 def pixel_baseline(args: argparse.Namespace) -> dict:
-    """The same kNN and linear protocol on the raw pixels (one channel of the normalised eval
-    images, 784 values): the baseline any learned feature has to beat."""
-    dm = data(args, 256)
-    splits = {}
-    for split in ("train", "val"):
-        xs, ys = zip(*[(x[:, 0].flatten(1), y) for x, y in dm.eval_dataloader(split)], strict=True)
-        splits[split] = (torch.cat(xs), torch.cat(ys))
-    (xtr, ytr), (xte, yte) = splits["train"], splits["val"]
+    """The same kNN and linear protocol on the raw pixels of the normalised eval images (784
+    values: the three channels of a grayscale image are one): the baseline to beat."""
+    dm, device = data(args, 256), torch.device("cpu")
+    xtr, ytr = extract_features(Pixels(), dm.eval_dataloader("train"), device)
+    xte, yte = extract_features(Pixels(), dm.eval_dataloader("val"), device)
     return {
         "objective": "pixels",
         "knn": knn_accuracy(xtr, ytr, xte, yte, 10, k=args.knn_k)["top1"],

@@ -116,3 +116,18 @@ def test_checkpoint_from_other_config_is_refused(trained):
 
     with pytest.raises(ValueError, match="does not fit|incompatible"):
         evaluate.model_from_checkpoint(ckpt, backbone=ConvNet(width=8))
+
+
+def test_pixels_baseline_scores_the_eval_images_themselves(trained):
+    ckpt, data = trained
+    gray = torch.rand(2, 1, 5, 5).expand(2, 3, 5, 5)
+    assert torch.equal(evaluate.Pixels()(gray), gray[:, 0].flatten(1))  # one channel, not three
+    rgb = torch.rand(2, 3, 5, 5)
+    assert evaluate.Pixels()(rgb).shape == (2, 75)
+    result = evaluate.knn(str(ckpt), k=5, pixels=True, root=str(data), num_workers=0)
+    dm = evaluate.MINCDataModule("fashion_mnist", str(data), batch_size=16, num_workers=0)
+    cpu = torch.device("cpu")
+    xtr, ytr = evaluate.extract_features(evaluate.Pixels(), dm.eval_dataloader("train"), cpu)
+    xte, yte = evaluate.extract_features(evaluate.Pixels(), dm.eval_dataloader("val"), cpu)
+    assert xtr.shape[1] == 28 * 28
+    assert result == evaluate.knn_accuracy(xtr, ytr, xte, yte, 10, k=5)

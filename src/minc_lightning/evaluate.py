@@ -22,32 +22,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from minc_lightning.checkpoints import load_checkpoint
+from minc_lightning.checks import check, non_negative_int, one_of, positive, positive_int
 from minc_lightning.data import MINCDataModule
 from minc_lightning.module import MINCModule
 
 Network = Literal["online", "target"]
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """A minc-lightning checkpoint as a dict of tensors and plain values (``weights_only``: a
-    checkpoint is data, never code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(
-            f"{path} is not a readable PyTorch checkpoint, or holds objects other than tensors "
-            f"and plain values ({type(err).__name__}: {str(err).splitlines()[0]})"
-        ) from err
-    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-    if "state_dict" not in ckpt or "objective" not in hparams:
-        raise ValueError(
-            f"{path} is not a minc-lightning checkpoint (expected 'state_dict' and MINCModule "
-            "hyper-parameters; was it written by `minc-lightning fit`?)"
-        )
-    return ckpt
 
 
 def model_from_checkpoint(
@@ -75,9 +55,15 @@ def model_from_checkpoint(
     except RuntimeError as err:
         raise ValueError(
             f"{path} does not fit the configuration it was loaded with (a different backbone, "
-            f"projector width or objective?): {str(err).splitlines()[0]} ..."
+            f"projector width or objective?): {first_line(err)}"
         ) from err
     return model
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message, or its type when the message is empty."""
+    lines = str(err).strip().splitlines()
+    return f"{lines[0]} ..." if lines else type(err).__name__
 
 
 @torch.no_grad()
@@ -159,10 +145,21 @@ def linear_accuracy(
     }
 
 
+class Pixels(nn.Module):
+    """The baseline "backbone" that returns the image itself: (B, C, H, W) → (B, C·H·W), one
+    channel only when all channels are equal (a grayscale image shown as RGB)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[1] > 1 and all(torch.equal(x[:, 0], x[:, c]) for c in range(1, x.shape[1])):
+            x = x[:, :1]
+        return x.flatten(1)
+
+
 def _features(
     ckpt: str,
     network: Network,
     random_init: bool,
+    pixels: bool,
     root: str | None,
     batch_size: int,
     num_workers: int,
@@ -174,6 +171,8 @@ def _features(
         torch.manual_seed(0)
         model = _reinit(model)
     backbone = model.target_backbone if network == "target" else model.backbone
+    if pixels:  # no network at all: the raw pixels of the eval transform
+        backbone = Pixels()
     data_hp = dict(checkpoint.get("datamodule_hyper_parameters", {}))
     if not data_hp:
         raise ValueError(
@@ -211,6 +210,7 @@ def knn(
     k: int = 200,
     temperature: float = 0.1,
     random_init: bool = False,
+    pixels: bool = False,
     root: str | None = None,
     batch_size: int = 256,
     num_workers: int = 4,
@@ -223,14 +223,24 @@ def knn(
         network: "online" (student) or "target" (EMA) backbone.
         k: neighbours; temperature: similarity temperature of the vote weights.
         random_init: evaluate the same architecture freshly initialised instead (baseline).
+        pixels: evaluate the raw pixels of the eval images instead (baseline).
         root: override the data root stored in the checkpoint.
     """
+    check(
+        "minc-lightning-eval knn",
+        network=(network, one_of(("online", "target"))),
+        k=(k, positive_int),
+        temperature=(temperature, positive),
+        batch_size=(batch_size, positive_int),
+        num_workers=(num_workers, non_negative_int),
+    )
     return _evaluate(
         f"kNN (k={k}, T={temperature}",
         lambda *f: knn_accuracy(*f, k=k, temperature=temperature),
         ckpt,
         network,
         random_init,
+        pixels,
         root,
         batch_size,
         num_workers,
@@ -244,6 +254,7 @@ def linear(
     epochs: int = 100,
     lr: float = 0.1,
     random_init: bool = False,
+    pixels: bool = False,
     root: str | None = None,
     batch_size: int = 256,
     num_workers: int = 4,
@@ -256,14 +267,24 @@ def linear(
         network: "online" (student) or "target" (EMA) backbone.
         epochs, lr: training of the linear head on frozen features.
         random_init: evaluate the same architecture freshly initialised instead (baseline).
+        pixels: evaluate the raw pixels of the eval images instead (baseline).
         root: override the data root stored in the checkpoint.
     """
+    check(
+        "minc-lightning-eval linear",
+        network=(network, one_of(("online", "target"))),
+        epochs=(epochs, positive_int),
+        lr=(lr, positive),
+        batch_size=(batch_size, positive_int),
+        num_workers=(num_workers, non_negative_int),
+    )
     return _evaluate(
         f"linear ({epochs} epochs",
         lambda *f: linear_accuracy(*f, epochs=epochs, lr=lr),
         ckpt,
         network,
         random_init,
+        pixels,
         root,
         batch_size,
         num_workers,
@@ -277,17 +298,18 @@ def _evaluate(
     ckpt: str,
     network: Network,
     random_init: bool,
+    pixels: bool,
     root: str | None,
     batch_size: int,
     num_workers: int,
     device: str,
 ) -> dict[str, float]:
     """Features of both splits, ``score(train_x, train_y, val_x, val_y, classes)``, a log line."""
-    features = _features(ckpt, network, random_init, root, batch_size, num_workers, device)
+    features = _features(ckpt, network, random_init, pixels, root, batch_size, num_workers, device)
     result = score(*features)
+    what = "raw pixels" if pixels else f"{network} backbone{', random init' if random_init else ''}"
     rank_zero_info(
-        f"{label}, {network} backbone{', random init' if random_init else ''}): "
-        f"top-1 {100 * result['top1']:.2f}%, top-5 {100 * result['top5']:.2f}%"
+        f"{label}, {what}): top-1 {100 * result['top1']:.2f}%, top-5 {100 * result['top5']:.2f}%"
     )
     return result
 

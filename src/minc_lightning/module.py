@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Literal
 
 import torch
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from lightly.models.utils import get_weight_decay_parameters, update_momentum
 from lightly.utils.lars import LARS
-from lightly.utils.scheduler import CosineWarmupScheduler, cosine_schedule
+from lightly.utils.scheduler import cosine_schedule
 from lightning.pytorch import LightningModule
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -18,10 +19,24 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from minc_lightning.backbones import ResNet
+from minc_lightning.checkpoints import state_dict_differences
+from minc_lightning.checks import (
+    check,
+    interval,
+    non_negative,
+    non_negative_int,
+    one_of,
+    optional,
+    positive,
+    positive_int,
+    probability,
+)
 from minc_lightning.diagnostics import effective_rank, embedding_std, lambda_diagnostics
 from minc_lightning.loss import BYOLLoss, MINCLoss, SpectralContrastiveLoss
+from minc_lightning.schedule import WarmupCosine
 
 Objective = Literal["minc", "spectral", "byol"]
+RESUME_KEY = "minc_lightning"  # what a checkpoint records of the optimisation it was written by
 BATCH_CONTRACT = (
     "a training batch is (views, labels) or (views, labels, *anything), where views is a "
     "list/tuple of two float tensors of shape (B, C, H, W) and labels a (B,) integer tensor "
@@ -157,23 +172,26 @@ class MINCModule(LightningModule):
         # A backbone given in a config is saved as its config; a Python object is not saved
         # (pass it again to load_from_checkpoint).
         self.save_hyperparameters(ignore=None if _given_hyperparameters.get() else ["backbone"])
-        checks = {
-            "objective": (
-                objective in ("minc", "spectral", "byol"),
-                "'minc', 'spectral' or 'byol'",
-            ),
-            "optimizer": (optimizer in ("lars", "sgd", "adamw"), "'lars', 'sgd' or 'adamw'"),
-            "on_nonfinite": (on_nonfinite in ("skip", "raise"), "'skip' or 'raise'"),
-            "lr": (lr > 0, "a positive number"),
-            "probe_lr": (probe_lr > 0, "a positive number"),
-            "weight_decay": (weight_decay >= 0, "non-negative"),
-            "tau_base": (0.0 <= tau_base <= 1.0, "in [0, 1]"),
-            "warmup_epochs": (warmup_epochs >= 0, "non-negative"),
-            "num_classes": (num_classes >= 0, "0 (no probe) or the number of classes"),
-        }
-        for name, (ok, expected) in checks.items():
-            if not ok:
-                raise ValueError(f"MINCModule: {name} must be {expected}, got {locals()[name]!r}")
+        check(
+            "MINCModule",
+            feature_dim=(feature_dim, optional(positive_int)),
+            projection_hidden_dim=(projection_hidden_dim, positive_int),
+            projection_dim=(projection_dim, positive_int),
+            prediction_hidden_dim=(prediction_hidden_dim, positive_int),
+            objective=(objective, one_of(("minc", "spectral", "byol"))),
+            alpha=(alpha, interval(0.0, 1.0, open_low=True)),
+            moment_source=(moment_source, one_of(("target", "online"))),
+            mu=(mu, optional(positive)),
+            tau_base=(tau_base, probability),
+            optimizer=(optimizer, one_of(("lars", "sgd", "adamw"))),
+            lr=(lr, positive),
+            weight_decay=(weight_decay, non_negative),
+            momentum=(momentum, probability),
+            warmup_epochs=(warmup_epochs, non_negative),
+            num_classes=(num_classes, non_negative_int),
+            probe_lr=(probe_lr, positive),
+            on_nonfinite=(on_nonfinite, one_of(("skip", "raise"))),
+        )
 
         self.backbone = ResNet("resnet18") if backbone is None else backbone
         self.feature_dim = feature_dim or infer_feature_dim(self.backbone)
@@ -200,6 +218,10 @@ class MINCModule(LightningModule):
             self.val_top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes))
         self._finite = torch.tensor(True)  # all losses of this optimizer step finite so far
         self._loss_state: dict[str, Tensor] = {}  # criterion state after the last good step
+        self._skipped = 0  # optimizer steps skipped by the non-finite guard in this fit
+        self._horizon = (0, 1)  # (warm-up steps, total steps) of the current run
+        self._optimisation: dict[str, Any] = {}  # lr and global batch of this run
+        self._resumed_from: dict[str, Any] = {}  # the same, read from a resumed checkpoint
 
     # --- schedules -------------------------------------------------------------------------
     def tau(self, step: int) -> float:
@@ -273,16 +295,24 @@ class MINCModule(LightningModule):
         self._loss_state = {k: v.clone() for k, v in self.criterion.state_dict().items()}
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Skip (or stop at) a step whose loss or gradient is not finite, on every process."""
+        """Skip (or stop at) a step whose loss or gradient is not finite, on every process; stop
+        whatever ``on_nonfinite`` says once the weights themselves are not finite."""
+        if not bool(total_norm(self.parameters()).isfinite()):  # replicated: same on every rank
+            raise FloatingPointError(
+                f"MINCModule: the weights became non-finite at optimizer step "
+                f"{self.global_step - 1} (the last step taken); the run cannot continue. "
+                f"Lower the learning rate (lr={self.hparams.lr}) or enable normalisation (mu)."
+            )
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         finite = self._finite.to(self.device)
         if grads:
-            finite = finite & torch.stack(torch._foreach_norm(grads)).isfinite().all()
+            finite = finite & total_norm(grads).isfinite()
         bad = self.trainer.strategy.reduce_boolean_decision(not bool(finite), all=False)
         self._finite = torch.tensor(True)
         self._skip_step = bad
         if not bad:
             return
+        self._skipped += 1
         where = (
             f"optimizer step {self.global_step} (epoch {self.current_epoch}, "
             f"batch {self._batch_idx})"
@@ -294,6 +324,21 @@ class MINCModule(LightningModule):
             )
         rank_zero_warn(f"MINCModule: non-finite loss or gradient at {where}; step skipped.")
         optimizer.zero_grad(set_to_none=True)  # optimizers leave parameters without grad alone
+
+    def on_train_end(self) -> None:
+        """No run ends as a success with non-finite weights or Λ, or without a step taken."""
+        step = self.global_step
+        if not bool(total_norm([*self.parameters(), *self.criterion.buffers()]).isfinite()):
+            raise FloatingPointError(
+                f"MINCModule: the weights or Λ are not finite after optimizer step {step - 1}, "
+                "the last one; the checkpoint holds no usable result."
+            )
+        if step > 0 and self._skipped >= step:
+            raise FloatingPointError(
+                f"MINCModule: all {step} optimizer steps of this run were skipped (non-finite "
+                "loss or gradient): nothing was trained. Lower the learning rate or enable "
+                "normalisation (mu)."
+            )
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure=None):
         step = self.global_step  # optimizer steps taken before this one
@@ -308,16 +353,13 @@ class MINCModule(LightningModule):
             update_momentum(self.projector, self.target_projector, tau)
         self._loss_state = {k: v.clone() for k, v in self.criterion.state_dict().items()}
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[RESUME_KEY] = dict(self._optimisation)
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse, with the differences, a checkpoint written under another configuration."""
-        own, theirs = self.state_dict(), checkpoint.get("state_dict", {})
-        problems = [
-            f"{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}"
-            for k, v in theirs.items()
-            if k in own and own[k].shape != v.shape
-        ]
-        problems += [f"{k}: missing in checkpoint" for k in sorted(set(own) - set(theirs))]
-        problems += [f"{k}: not in this model" for k in sorted(set(theirs) - set(own))]
+        self._resumed_from = dict(checkpoint.get(RESUME_KEY, {}))
+        problems = state_dict_differences(self.state_dict(), checkpoint.get("state_dict", {}))
         if problems:
             raise ValueError(
                 "MINCModule: the checkpoint was written by an incompatible configuration "
@@ -372,13 +414,53 @@ class MINCModule(LightningModule):
             opt = torch.optim.SGD(groups, lr=lr, momentum=hp.momentum)
         else:
             opt = torch.optim.AdamW(groups, lr=lr)
-        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
-        steps_per_epoch = total_steps / epochs if epochs else total_steps
-        warmup = min(int(hp.warmup_epochs * steps_per_epoch), total_steps)
+        self._horizon = (self.warmup_steps(total_steps), total_steps)
+        self._optimisation = {"lr": lr, "global_batch": global_batch}
+        self._check_resume(lr, global_batch)
         rank_zero_info(
             f"MINCModule: global batch {global_batch} ({per_device} per device × "
             f"{trainer.world_size} processes × {trainer.accumulate_grad_batches} accumulated), "
-            f"lr {lr:.4g} (= {hp.lr} × {global_batch}/256), {warmup} warm-up of {total_steps} steps"
+            f"lr {lr:.4g} (= {hp.lr} × {global_batch}/256), {self._horizon[0]} warm-up of "
+            f"{total_steps} steps"
         )
-        scheduler = CosineWarmupScheduler(opt, warmup_epochs=warmup, max_epochs=total_steps)
+        scheduler = WarmupCosine(opt, horizon=lambda: self._horizon)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def warmup_steps(self, total_steps: int) -> int:
+        """``warmup_epochs`` in optimizer steps: epochs of this run's training batches, also when
+        ``max_steps`` ends the run before ``max_epochs`` would."""
+        trainer = self.trainer
+        batches = trainer.num_training_batches
+        per_epoch = (
+            math.ceil(batches / trainer.accumulate_grad_batches)
+            if math.isfinite(batches)
+            else total_steps
+        )
+        return min(int(self.hparams.warmup_epochs * per_epoch), total_steps)
+
+    def _check_resume(self, lr: float, global_batch: int) -> None:
+        """A resumed run applies a changed lr (and says so) and refuses a changed batch size."""
+        before = self._resumed_from
+        if not before:
+            return
+        if before.get("global_batch", global_batch) != global_batch:
+            raise ValueError(
+                f"MINCModule: the checkpoint was trained with a global batch of "
+                f"{before['global_batch']}, this run has {global_batch}. A resumed run keeps its "
+                "batch size: its step count, the schedules' horizon and its place inside the "
+                "epoch are counted in batches. Resume with the original data.batch_size "
+                "(and devices, accumulate_grad_batches), or start a new run."
+            )
+        if not math.isclose(before.get("lr", lr), lr, rel_tol=1e-9):
+            rank_zero_info(
+                f"MINCModule: resuming with lr {lr:.4g} instead of the checkpoint's "
+                f"{before['lr']:.4g}; the schedule continues from the restored step with it."
+            )
+
+
+def total_norm(tensors: Any) -> Tensor:
+    """The 2-norm of all floating-point ``tensors`` together (non-finite when any value is)."""
+    tensors = [t.detach() for t in tensors if t.is_floating_point()]
+    if not tensors:
+        return torch.zeros(())
+    return torch.nn.utils.get_total_norm(tensors, error_if_nonfinite=False)
