@@ -16,7 +16,8 @@ import time
 
 import torch
 
-from minc_lightning.loss import MINCLoss, SpectralContrastiveLoss
+from minc_lightning.baselines import SpectralContrastiveLoss
+from minc_lightning.loss import MINCLoss
 
 
 def saved_bytes(fn) -> int:

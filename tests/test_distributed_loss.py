@@ -6,7 +6,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from minc_lightning.loss import MINCLoss, SpectralContrastiveLoss
+from minc_lightning.baselines import SpectralContrastiveLoss
+from minc_lightning.loss import MINCLoss
 
 WORLD = 2
 

@@ -3,13 +3,8 @@
 import pytest
 import torch
 
-from minc_lightning.loss import (
-    MINCLoss,
-    SpectralContrastiveLoss,
-    byol_loss,
-    minc_loss,
-    spectral_contrastive_loss,
-)
+from minc_lightning.baselines import SpectralContrastiveLoss, byol_loss, spectral_contrastive_loss
+from minc_lightning.loss import MINCLoss, minc_loss
 
 torch.set_default_dtype(torch.float32)
 

@@ -1,17 +1,17 @@
 """minc-lightning: the MINC loss (Guo et al., AISTATS 2025) as a PyTorch Lightning plug-in."""
 
 from minc_lightning.backbones import ConvNet, ResNet
-from minc_lightning.data import MINCDataModule
-from minc_lightning.diagnostics import effective_rank, embedding_std, lambda_diagnostics
-from minc_lightning.loss import (
+from minc_lightning.baselines import (
     BYOLLoss,
-    MINCLoss,
     SpectralContrastiveLoss,
     byol_loss,
-    minc_loss,
     spectral_contrastive_loss,
 )
+from minc_lightning.data import MINCDataModule
+from minc_lightning.diagnostics import effective_rank, embedding_std, lambda_diagnostics
+from minc_lightning.loss import MINCLoss, minc_loss
 from minc_lightning.module import MINCModule
+from minc_lightning.objectives import OBJECTIVES, Objective
 
 __all__ = [
     "BYOLLoss",
@@ -19,6 +19,8 @@ __all__ = [
     "MINCDataModule",
     "MINCLoss",
     "MINCModule",
+    "OBJECTIVES",
+    "Objective",
     "ResNet",
     "SpectralContrastiveLoss",
     "byol_loss",
