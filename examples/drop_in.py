@@ -65,8 +65,10 @@ def main() -> None:
     resnet = torchvision.models.resnet18(weights=None)
     resnet.fc = nn.Identity()  # the project's ResNet, classifier removed: (B, 512) features
     # ★ 2. MINCModule wraps it; the feature width is found by a probe forward pass
+    data = ProjectDataModule()
     model = MINCModule(
         backbone=resnet,
+        batch_size=data.batch_size,  # the learning rate is scaled by the global batch
         projection_hidden_dim=512,
         prediction_hidden_dim=512,
         projection_dim=128,
@@ -85,7 +87,7 @@ def main() -> None:
         limit_val_batches=2,
         val_check_interval=10,
     )
-    trainer.fit(model, datamodule=ProjectDataModule())
+    trainer.fit(model, datamodule=data)
     loss = trainer.callback_metrics["train/loss"]
     print(
         f"MINC loss after {trainer.global_step} steps: {loss:.4f}; "

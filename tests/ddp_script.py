@@ -41,11 +41,19 @@ class Record(L.Callback):
         torch.save(self.steps, self.out / f"rank{trainer.global_rank}.pt")
 
 
+BATCH_NORMS = (
+    torch.nn.BatchNorm1d,
+    torch.nn.BatchNorm2d,
+    torch.nn.BatchNorm3d,
+    torch.nn.SyncBatchNorm,
+)
+
+
 def without_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
     """Batch statistics of a local batch differ from those of the global batch, and
     SyncBatchNorm needs GPUs: for an exact CPU comparison every BatchNorm becomes identity."""
     for name, child in module.named_children():
-        if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
+        if isinstance(child, BATCH_NORMS):
             setattr(module, name, torch.nn.Identity())
         else:
             without_batchnorm(child)
@@ -55,12 +63,18 @@ def without_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
 def main() -> None:
     out, devices, objective = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     L.seed_everything(0)
+    per_process = GLOBAL_BATCH // devices
     model = without_batchnorm(
-        tiny_module(objective=objective, optimizer="lars", lr=0.5, weight_decay=1e-4)
+        tiny_module(
+            objective=objective,
+            optimizer="lars",
+            lr=0.5,
+            weight_decay=1e-4,
+            batch_size=per_process,
+        )
     )
     # MINCDataModule's sampler: rank r takes positions r::world of each global batch
     toy = TwoViewToy(n=GLOBAL_BATCH * STEPS)
-    per_process = GLOBAL_BATCH // devices
     sampler = SeededSampler(toy, per_process, shuffle=False)
     data = DataLoader(SeededDataset(toy), batch_size=per_process, sampler=sampler, drop_last=True)
     trainer = L.Trainer(

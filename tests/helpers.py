@@ -39,6 +39,7 @@ def tiny_module(**kwargs) -> MINCModule:
     torch.manual_seed(0)
     defaults = dict(
         backbone=ConvNet(width=4),
+        batch_size=8,
         projection_hidden_dim=16,
         projection_dim=8,
         prediction_hidden_dim=16,

@@ -187,7 +187,7 @@ def test_bf16_mixed_hundreds_of_steps_on_real_data():
             assert torch.isfinite(pl_module.criterion.second_moment).all()
 
     dm = MINCDataModule("fashion_mnist", batch_size=32, num_workers=2, train_subset=32 * 250)
-    model = tiny_module(num_classes=10, optimizer="lars", lr=1.0)
+    model = tiny_module(num_classes=10, optimizer="lars", lr=1.0, batch_size=32)
     finite = Finite()
     fit = trainer(max_epochs=1, precision="bf16-mixed", callbacks=[finite], limit_val_batches=0)
     fit.fit(model, dm)

@@ -6,6 +6,7 @@ one of them names the file and the problem in the same words.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -61,3 +62,50 @@ def state_dict_differences(own: dict[str, Tensor], theirs: dict[str, Tensor]) ->
     problems += [f"{k}: missing in checkpoint" for k in sorted(set(own) - set(theirs))]
     problems += [f"{k}: not in this model" for k in sorted(set(theirs) - set(own))]
     return problems
+
+
+def incompatibility(own: dict[str, Tensor], theirs: dict[str, Tensor]) -> ValueError | None:
+    """The error for a checkpoint whose weights do not fit the model (None when they do)."""
+    problems = state_dict_differences(own, theirs)
+    if not problems:
+        return None
+    more = f" (and {len(problems) - 6} more)" if len(problems) > 6 else ""
+    return ValueError(
+        "the checkpoint was written by an incompatible configuration (another backbone, head "
+        "width, objective or number of classes); load it with the configuration it was trained "
+        f"with. Differences: {'; '.join(problems[:6])}{more}"
+    )
+
+
+class ResumeRecord:
+    """The learning rate and global batch a checkpoint was trained with, and what a resumed run
+    does about a change: a changed lr is applied (and said), a changed batch size refused."""
+
+    KEY = "minc_lightning"
+
+    def __init__(self) -> None:
+        self.before: dict[str, Any] = {}
+
+    def save(self, checkpoint: dict[str, Any], lr: float, global_batch: int) -> None:
+        checkpoint[self.KEY] = {"lr": lr, "global_batch": global_batch}
+
+    def load(self, checkpoint: dict[str, Any]) -> None:
+        self.before = dict(checkpoint.get(self.KEY, {}))
+
+    def check(self, lr: float, global_batch: int) -> str | None:
+        """Raise on a changed batch size; return the message for a changed lr (None if same)."""
+        before = self.before
+        if before.get("global_batch", global_batch) != global_batch:
+            raise ValueError(
+                f"MINCModule: the checkpoint was trained with a global batch of "
+                f"{before['global_batch']}, this run has {global_batch}. A resumed run keeps its "
+                "batch size: its step count, the schedules' horizon and its place inside the "
+                "epoch are counted in batches. Resume with the original data.batch_size "
+                "(and devices, accumulate_grad_batches), or start a new run."
+            )
+        if math.isclose(before.get("lr", lr), lr, rel_tol=1e-9):
+            return None
+        return (
+            f"MINCModule: resuming with lr {lr:.4g} instead of the checkpoint's "
+            f"{before['lr']:.4g}; the schedule continues from the restored step with it."
+        )

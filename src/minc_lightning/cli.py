@@ -134,6 +134,7 @@ def check_writable(directory: str | Path, what: str) -> None:
 class MINCLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.batch_size", "model.batch_size")  # the lr scales with it
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
         parser.link_arguments(

@@ -11,6 +11,8 @@ online (student) backbone is evaluated by default; ``--network target`` takes th
 from __future__ import annotations
 
 import math
+from dataclasses import astuple, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -22,7 +24,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from minc_lightning.checkpoints import load_checkpoint
+from minc_lightning.checkpoints import incompatibility, load_checkpoint
 from minc_lightning.checks import check, non_negative_int, one_of, positive, positive_int
 from minc_lightning.data import MINCDataModule
 from minc_lightning.module import MINCModule
@@ -50,13 +52,9 @@ def model_from_checkpoint(
         cfg = parser.parse_object({"backbone": hparams["backbone"]})
         hparams["backbone"] = parser.instantiate_classes(cfg).backbone
     model = MINCModule(**hparams)
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as err:
-        raise ValueError(
-            f"{path} does not fit the configuration it was loaded with (a different backbone, "
-            f"projector width or objective?): {first_line(err)}"
-        ) from err
+    if error := incompatibility(model.state_dict(), ckpt["state_dict"]):
+        raise ValueError(f"{path}: {error}")
+    model.load_state_dict(ckpt["state_dict"])
     return model
 
 
@@ -169,7 +167,7 @@ def _features(
     model = model_from_checkpoint(ckpt, ckpt=checkpoint)
     if random_init:  # the same architecture, freshly initialised: the baseline to beat
         torch.manual_seed(0)
-        model = _reinit(model)
+        model = reinitialise(model)
     backbone = model.target_backbone if network == "target" else model.backbone
     if pixels:  # no network at all: the raw pixels of the eval transform
         backbone = Pixels()
@@ -194,14 +192,15 @@ def _features(
     return xtr[labelled], ytr[labelled], xte, yte, dm.num_classes
 
 
-def _reinit(model: MINCModule) -> MINCModule:
-    """Reset every parameter and buffer of the backbones to a fresh initialisation."""
-    for module in model.modules():
-        if module is not model and hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
-    return model
+def reinitialise(module: nn.Module) -> nn.Module:
+    """``module`` with every parameter and normalisation statistic freshly initialised (in
+    place): the untrained baseline of the same architecture."""
+    for child in module.modules():
+        if child is not module and hasattr(child, "reset_parameters"):
+            child.reset_parameters()
+        if hasattr(child, "reset_running_stats"):  # batch norm: running mean and variance too
+            child.reset_running_stats()
+    return module
 
 
 def knn(
@@ -226,26 +225,10 @@ def knn(
         pixels: evaluate the raw pixels of the eval images instead (baseline).
         root: override the data root stored in the checkpoint.
     """
-    check(
-        "minc-lightning-eval knn",
-        network=(network, one_of(("online", "target"))),
-        k=(k, positive_int),
-        temperature=(temperature, positive),
-        batch_size=(batch_size, positive_int),
-        num_workers=(num_workers, non_negative_int),
-    )
-    return _evaluate(
-        f"kNN (k={k}, T={temperature}",
-        lambda *f: knn_accuracy(*f, k=k, temperature=temperature),
-        ckpt,
-        network,
-        random_init,
-        pixels,
-        root,
-        batch_size,
-        num_workers,
-        device,
-    )
+    check("minc-lightning-eval knn", k=(k, positive_int), temperature=(temperature, positive))
+    request = Request(ckpt, network, random_init, pixels, root, batch_size, num_workers, device)
+    score = partial(knn_accuracy, k=k, temperature=temperature)
+    return _evaluate("knn", f"kNN (k={k}, T={temperature}", score, request)
 
 
 def linear(
@@ -270,46 +253,39 @@ def linear(
         pixels: evaluate the raw pixels of the eval images instead (baseline).
         root: override the data root stored in the checkpoint.
     """
-    check(
-        "minc-lightning-eval linear",
-        network=(network, one_of(("online", "target"))),
-        epochs=(epochs, positive_int),
-        lr=(lr, positive),
-        batch_size=(batch_size, positive_int),
-        num_workers=(num_workers, non_negative_int),
-    )
-    return _evaluate(
-        f"linear ({epochs} epochs",
-        lambda *f: linear_accuracy(*f, epochs=epochs, lr=lr),
-        ckpt,
-        network,
-        random_init,
-        pixels,
-        root,
-        batch_size,
-        num_workers,
-        device,
-    )
+    check("minc-lightning-eval linear", epochs=(epochs, positive_int), lr=(lr, positive))
+    request = Request(ckpt, network, random_init, pixels, root, batch_size, num_workers, device)
+    score = partial(linear_accuracy, epochs=epochs, lr=lr)
+    return _evaluate("linear", f"linear ({epochs} epochs", score, request)
 
 
-def _evaluate(
-    label: str,
-    score,
-    ckpt: str,
-    network: Network,
-    random_init: bool,
-    pixels: bool,
-    root: str | None,
-    batch_size: int,
-    num_workers: int,
-    device: str,
-) -> dict[str, float]:
+@dataclass(frozen=True)
+class Request:
+    """What both evaluation commands read: which features, of which checkpoint, where."""
+
+    ckpt: str
+    network: Network
+    random_init: bool
+    pixels: bool
+    root: str | None
+    batch_size: int
+    num_workers: int
+    device: str
+
+
+def _evaluate(command: str, label: str, score, request: Request) -> dict[str, float]:
     """Features of both splits, ``score(train_x, train_y, val_x, val_y, classes)``, a log line."""
-    features = _features(ckpt, network, random_init, pixels, root, batch_size, num_workers, device)
-    result = score(*features)
-    what = "raw pixels" if pixels else f"{network} backbone{', random init' if random_init else ''}"
+    check(
+        f"minc-lightning-eval {command}",
+        network=(request.network, one_of(("online", "target"))),
+        batch_size=(request.batch_size, positive_int),
+        num_workers=(request.num_workers, non_negative_int),
+    )
+    result = score(*_features(*astuple(request)))
+    what = f"{request.network} backbone{', random init' if request.random_init else ''}"
     rank_zero_info(
-        f"{label}, {what}): top-1 {100 * result['top1']:.2f}%, top-5 {100 * result['top5']:.2f}%"
+        f"{label}, {'raw pixels' if request.pixels else what}): top-1 "
+        f"{100 * result['top1']:.2f}%, top-5 {100 * result['top5']:.2f}%"
     )
     return result
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from lightly.utils.scheduler import cosine_warmup_schedule
+from lightning.pytorch import Trainer
 
 
 class WarmupCosine(torch.optim.lr_scheduler.LambdaLR):
@@ -35,11 +37,26 @@ class WarmupCosine(torch.optim.lr_scheduler.LambdaLR):
         return {"last_epoch": self.last_epoch, "_step_count": self._step_count}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the step count; set every group's lr from it and the current horizon (the
-        optimizer's restored lr was computed by the old one)."""
+        """Restore the step count only (the horizon and base learning rates are this run's)."""
         self.last_epoch = state_dict["last_epoch"]
         self._step_count = state_dict["_step_count"]
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Set every group's lr for the current step under the current horizon (after a restore
+        the optimizer's lr was computed by the old one; before training starts, the horizon may
+        have been unknown)."""
         lrs = [base * self.factor(self.last_epoch) for base in self.base_lrs]
         for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
             group["lr"] = lr
         self._last_lr = lrs
+
+
+def run_horizon(trainer: Trainer, warmup_epochs: float) -> tuple[int, int]:
+    """(warm-up steps, total optimizer steps) of the trainer's run, once its data is loaded:
+    warm-up counts epochs of this run's batches, also when ``max_steps`` ends the run early."""
+    total = trainer.estimated_stepping_batches
+    if not math.isfinite(total):
+        raise ValueError("MINCModule needs a finite run: set trainer.max_epochs or max_steps")
+    per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+    return min(int(warmup_epochs * per_epoch), int(total)), int(total)

@@ -1,0 +1,70 @@
+"""What MINCModule accepts: the batch contract, and the backbone's feature width."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+BATCH_CONTRACT = (
+    "a training batch is (views, labels) or (views, labels, *anything), where views is a "
+    "list/tuple of two float tensors of shape (B, C, H, W) and labels a (B,) integer tensor "
+    "(-1 for unlabelled images), or (views,) with no labels"
+)
+
+
+def describe(x: Any) -> str:
+    """A short description of a nested batch, for error messages."""
+    if isinstance(x, Tensor):
+        return f"Tensor{tuple(x.shape)}"
+    if isinstance(x, (list, tuple)):
+        return f"{type(x).__name__}({', '.join(describe(v) for v in x)})"
+    return type(x).__name__
+
+
+def unpack_views(batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Split a training batch into its two views and its labels (None when it has none)."""
+    views = batch[0] if isinstance(batch, (list, tuple)) and len(batch) > 0 else None
+    labels = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
+    ok = (
+        isinstance(views, (list, tuple))
+        and len(views) == 2
+        and all(isinstance(v, Tensor) and v.ndim == 4 for v in views)
+        and views[0].shape == views[1].shape
+        and (labels is None or (isinstance(labels, Tensor) and labels.shape == views[0].shape[:1]))
+    )
+    if not ok:
+        raise ValueError(f"MINCModule: {BATCH_CONTRACT}; received {describe(batch)}")
+    if not views[0].is_floating_point():
+        raise ValueError(
+            f"MINCModule: the views are {views[0].dtype} images; it needs normalised float ones. "
+            "MINCDataModule's loader yields uint8 views and normalises them on the device in "
+            "on_after_batch_transfer: pass it to the Trainer as datamodule=..., or call "
+            "dm.on_after_batch_transfer(batch, 0) yourself."
+        )
+    return views[0], views[1], labels
+
+
+def infer_feature_dim(backbone: nn.Module) -> int:
+    """The width F of ``backbone``'s (B, F) output: its ``num_features`` attribute, or a probe
+    forward pass on a small RGB image."""
+    if isinstance(getattr(backbone, "num_features", None), int):
+        return backbone.num_features
+    was_training = backbone.training
+    try:
+        with torch.no_grad():
+            out = backbone.eval()(torch.zeros(2, 3, 64, 64))
+    except Exception as err:  # any failure means we cannot guess: ask the user
+        raise ValueError(
+            "MINCModule could not infer the backbone's feature width by running it on a "
+            f"(2, 3, 64, 64) image ({type(err).__name__}: {err}); pass feature_dim=<F>."
+        ) from err
+    finally:
+        backbone.train(was_training)
+    if out.ndim != 2:
+        raise ValueError(
+            f"MINCModule: the backbone must return (B, F) features, it returned "
+            f"{tuple(out.shape)}; flatten its output or pass a backbone ending in pooling."
+        )
+    return out.shape[1]
