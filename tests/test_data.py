@@ -132,20 +132,28 @@ def test_presets_follow_practice():
 
     assert PRESETS["imagenet"].image_size == 224 and PRESETS["cifar10"].image_size == 32
     assert PRESETS["cifar10"].gaussian_blur == (0.0, 0.0) and PRESETS["stl10"].image_size == 96
-    blur = MINCDataModule("cifar10").train_transform.transforms[0].transform.transforms
-    assert not any("Blur" in type(t).__name__ and t.prob > 0 for t in blur)
+    steps = MINCDataModule("cifar10").train_transform.transforms[0].transforms
+    assert not any("Blur" in type(t).__name__ and t.prob > 0 for t in steps)
 
 
 def test_uint8_views_normalised_on_device_equal_lightly_float_views(tmp_path):
     """The loader's uint8 views, normalised per batch, are lightly's float views (same seed)."""
-    import torchvision.transforms as T
+    from lightly.transforms import BYOLView1Transform, BYOLView2Transform
     from PIL import Image
 
     dm = MINCDataModule("imagenet", str(tmp_path), image_size=64)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 96, 3), np.uint8))
-    float_views = [  # each of lightly's views as lightly builds it: ToTensor, then Normalize
-        T.Compose([*view.transform.transforms[:-1], T.ToTensor(), T.Normalize(*dm.preset.stats)])
-        for view in dm.train_transform.transforms
+    preset, stats = dm.preset, dm.preset.stats
+    float_views = [  # lightly's views as a user writes them: float, normalised per image
+        view(
+            input_size=64,
+            cj_strength=preset.cj_strength,
+            min_scale=preset.min_scale,
+            gaussian_blur=preset.gaussian_blur[i],
+            solarization_prob=preset.solarization_prob[i],
+            normalize={"mean": stats[0], "std": stats[1]},
+        )
+        for i, view in enumerate((BYOLView1Transform, BYOLView2Transform))
     ]
     torch.manual_seed(3), np.random.seed(3)  # lightly's blur and solarisation draw from numpy
     uint8 = dm.train_transform(image)
@@ -160,7 +168,7 @@ def test_uint8_views_normalised_on_device_equal_lightly_float_views(tmp_path):
 
 
 def test_module_explains_uint8_views():
-    from minc_lightning.module import unpack_views
+    from minc_lightning.contract import unpack_views
 
     views = [torch.zeros(2, 3, 8, 8, dtype=torch.uint8)] * 2
     with pytest.raises(ValueError, match="on_after_batch_transfer"):
@@ -246,3 +254,26 @@ def test_dataset_smaller_than_the_global_batch_names_processes(tmp_path):
     dm.trainer = SimpleNamespace(world_size=4)  # 4 processes × 8 > 20 images
     with pytest.raises(ValueError, match=r"batch_size 8 × 4 processes"):
         dm.setup("fit")
+
+
+def test_augmentation_given_as_an_object_is_used_as_given(tmp_path):
+    """A lightly transform passed as the augmentation replaces the preset's; its float views are
+    used as they are (only uint8 views are normalised on the device)."""
+    from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Transform
+
+    write_fashion_mnist(tmp_path, n_train=8)
+    views = [
+        view(input_size=20, gaussian_blur=0.0) for view in (BYOLView1Transform, BYOLView2Transform)
+    ]
+    dm = MINCDataModule(
+        "fashion_mnist",
+        str(tmp_path),
+        batch_size=4,
+        num_workers=0,
+        augmentation=BYOLTransform(*views),
+    )
+    dm.setup("fit")
+    (v1, v2), _ = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    assert v1.dtype == torch.float32 and v1.shape == (4, 3, 20, 20)  # its size, not the preset's
+    crop = MINCDataModule("fashion_mnist").train_transform.transforms[0].transforms[0]
+    assert tuple(crop.size) == (28, 28)  # the default: the preset's size

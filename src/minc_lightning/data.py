@@ -1,126 +1,93 @@
 """MINCDataModule: two BYOL views per image (lightly's transforms) for the usual SSL datasets.
 
 Training batches are ``([view1, view2], labels)`` with label -1 for unlabelled images. The
-loader yields the views as uint8 and ``on_after_batch_transfer`` normalises them on the device,
-so that MINCModule receives its contract's float views (a float view costs four times the
-bytes to collate, pin and copy). Validation batches are float ``(image, label)`` under a
-deterministic eval transform (resize, centre crop, normalise).
+default augmentation yields the views as uint8 and ``on_after_batch_transfer`` normalises them
+on the device, so that MINCModule receives its contract's float views (a float view costs four
+times the bytes to collate, pin and copy). Validation batches are float ``(image, label)`` under
+a deterministic eval transform (resize, centre crop, normalise). The datasets, their presets
+and readers are the table ``minc_lightning.datasets.DATASETS``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torchvision.transforms as T
-from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Transform
+from lightly.transforms import BYOLView1Transform, BYOLView2Transform
+from lightly.transforms.multi_view_transform import MultiViewTransform
+from lightly.transforms.torchvision_v2_compatibility import ToTensor as LightlyToTensor
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
-from torchvision.datasets.folder import find_classes
 
-from minc_lightning.checks import (
-    check,
-    each,
-    interval,
-    non_negative,
-    non_negative_int,
-    one_of,
-    optional,
-    positive_int,
-    probability,
-)
-from minc_lightning.datasets import (
-    ArrayDataset,
-    CheckedImageFolder,
-    read_cifar,
-    read_fashion_mnist,
-    read_stl10,
-)
+from minc_lightning.checks import check, non_negative_int, one_of, optional, positive_int
+from minc_lightning.datasets import DATASETS, PRESETS, Preset, Source
+from minc_lightning.internals import batches_done_this_epoch
 from minc_lightning.sampling import SeededDataset, SeededSampler
 
-DatasetName = Literal[
-    "imagenet", "imagenet100", "cifar10", "cifar100", "stl10", "fashion_mnist", "folder"
-]
-DATASETS: tuple[str, ...] = DatasetName.__args__  # type: ignore[attr-defined]
-
-IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+__all__ = ["DATASETS", "PRESETS", "MINCDataModule", "default_augmentation", "uint8_output"]
 
 
-@dataclass(frozen=True)
-class Preset:
-    """Augmentation defaults per dataset, following the field's practice."""
-
-    image_size: int
-    eval_resize: int  # resize before the centre crop of the eval transform
-    min_scale: float = 0.08
-    cj_strength: float = 1.0
-    gaussian_blur: tuple[float, float] = (1.0, 0.1)  # (view 1, view 2), BYOL
-    solarization_prob: tuple[float, float] = (0.0, 0.2)
-    stats: tuple[tuple[float, ...], tuple[float, ...]] = IMAGENET_STATS
-    num_classes: int = 0
-
-
-_CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-PRESETS: dict[str, Preset] = {
-    # BYOL's ImageNet recipe: 224 px crops, asymmetric blur and solarisation.
-    "imagenet": Preset(224, 256, num_classes=1000),
-    "imagenet100": Preset(224, 256, num_classes=100),
-    # 32 px, no blur (blurring a 32 px image destroys it), as solo-learn and lightly do.
-    "cifar10": Preset(32, 32, gaussian_blur=(0.0, 0.0), stats=_CIFAR_STATS, num_classes=10),
-    "cifar100": Preset(32, 32, gaussian_blur=(0.0, 0.0), stats=_CIFAR_STATS, num_classes=100),
-    "stl10": Preset(96, 96, num_classes=10),
-    # 28 px grayscale: no blur, milder crops and jitter (only brightness/contrast act on gray).
-    "fashion_mnist": Preset(
-        28,
-        28,
-        min_scale=0.2,
-        cj_strength=0.5,
-        gaussian_blur=(0.0, 0.0),
-        stats=((0.2860,) * 3, (0.3530,) * 3),
-        num_classes=10,
-    ),
-    "folder": Preset(224, 256),
-}
-
-
-def uint8_output(view: BYOLView1Transform | BYOLView2Transform):
-    """lightly's view transform ending in a uint8 tensor instead of a float one (its augmentations
-    unchanged): a quarter of the bytes to collate, pin and copy to the GPU, and no float image
-    is made per sample. ``MINCDataModule.on_after_batch_transfer`` normalises whole batches."""
+def uint8_output(view: BYOLView1Transform | BYOLView2Transform) -> T.Compose:
+    """lightly's view transform, ending in a uint8 tensor instead of a float one (the same
+    augmentations, the same random draws): a quarter of the bytes to collate, pin and copy, and
+    no float image per sample. Reads the view's public torchvision ``Compose``; lightly has no
+    option for integer output (the public API that is missing)."""
     steps = view.transform.transforms
-    if type(steps[-1]).__name__ != "ToTensor":  # lightly changed its transform: fail loudly
+    if not isinstance(steps[-1], LightlyToTensor):  # lightly changed its transform: fail loudly
         raise RuntimeError(f"expected lightly's view transform to end in ToTensor: {steps}")
-    steps[-1] = T.PILToTensor()
-    return view
+    return T.Compose([*steps[:-1], T.PILToTensor()])
 
 
-def imagenet100_classes() -> list[str]:
-    """The 100 WordNet ids of ImageNet-100 (CMC, Tian et al. 2020), shipped with the package."""
-    text = resources.files("minc_lightning").joinpath("imagenet100.txt").read_text()
-    return [line for line in text.split() if line.startswith("n")]
+def default_augmentation(preset: Preset, image_size: int) -> MultiViewTransform:
+    """BYOL's two asymmetric views with the preset's settings and lightly's other defaults."""
+    common = dict(
+        input_size=image_size,
+        cj_strength=preset.cj_strength,
+        min_scale=preset.min_scale,
+        normalize=None,  # on whole batches, on the device: on_after_batch_transfer
+    )
+    blur, solarize = preset.gaussian_blur, preset.solarization_prob
+    view_1 = BYOLView1Transform(**common, gaussian_blur=blur[0], solarization_prob=solarize[0])
+    view_2 = BYOLView2Transform(**common, gaussian_blur=blur[1], solarization_prob=solarize[1])
+    return MultiViewTransform([uint8_output(view_1), uint8_output(view_2)])
+
+
+def check_arguments(args: dict[str, Any]) -> None:
+    """Every number and choice of MINCDataModule that a user sets, checked."""
+    check(
+        "MINCDataModule",
+        dataset=(args["dataset"], one_of(DATASETS)),
+        batch_size=(args["batch_size"], positive_int),
+        num_workers=(args["num_workers"], non_negative_int),
+        image_size=(args["image_size"], optional(positive_int)),
+        eval_resize=(args["eval_resize"], optional(positive_int)),
+        train_subset=(args["train_subset"], optional(positive_int)),
+        val_subset=(args["val_subset"], optional(positive_int)),
+        on_corrupt=(args["on_corrupt"], one_of(("raise", "skip"))),
+        seed=(args["seed"], non_negative_int),
+    )
 
 
 class MINCDataModule(LightningDataModule):
     """Two-view training data and a deterministic validation split.
 
     Args:
-        dataset: one of imagenet, imagenet100, cifar10, cifar100, stl10, fashion_mnist, folder.
+        dataset: a key of ``minc_lightning.datasets.DATASETS``: imagenet, imagenet100, cifar10,
+            cifar100, stl10, fashion_mnist or folder.
         root: where the data lives (ImageNet: ``root/{train,val}/<wnid>/*.JPEG``; folder:
             ``root/train/<class>/*`` and optionally ``root/val/<class>/*``, or ``root/<class>/*``).
             Fashion-MNIST is also looked for in Debian's ``dataset-fashion-mnist`` location.
         batch_size: per process.
         num_workers: loader processes per training process.
-        image_size, min_scale, cj_strength, gaussian_blur, solarization_prob: augmentation
-            settings; None takes the dataset's preset (``PRESETS``). The two-element settings
-            are (view 1, view 2), as BYOL's asymmetric views.
-        cj_prob, cj_bright, cj_contrast, cj_sat, cj_hue, random_gray_scale, hf_prob: the rest of
-            lightly's ``BYOLView{1,2}Transform`` parameters, shared by both views.
+        image_size: crop size of the views and the eval images (None: the dataset's preset).
+        augmentation: the two-view transform, e.g. lightly's ``BYOLTransform`` with its own
+            views (None: BYOL's views with the dataset's preset, yielding uint8). Views it
+            returns as uint8 are normalised on the device; float views are used as they are.
         eval_resize: resize before the eval centre crop (None: preset).
         drop_last: drop the last incomplete training batch (keeps batch statistics and the
             spectral loss's negatives well defined).
@@ -136,22 +103,12 @@ class MINCDataModule(LightningDataModule):
 
     def __init__(
         self,
-        dataset: DatasetName = "fashion_mnist",
+        dataset: str = "fashion_mnist",
         root: str | None = None,
         batch_size: int = 256,
         num_workers: int = 4,
         image_size: int | None = None,
-        min_scale: float | None = None,
-        cj_prob: float = 0.8,
-        cj_strength: float | None = None,
-        cj_bright: float = 0.4,
-        cj_contrast: float = 0.4,
-        cj_sat: float = 0.2,
-        cj_hue: float = 0.1,
-        random_gray_scale: float = 0.2,
-        gaussian_blur: tuple[float, float] | None = None,
-        solarization_prob: tuple[float, float] | None = None,
-        hf_prob: float = 0.5,
+        augmentation: MultiViewTransform | None = None,
         eval_resize: int | None = None,
         drop_last: bool = True,
         pin_memory: bool | None = None,
@@ -162,74 +119,34 @@ class MINCDataModule(LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        check(
-            "MINCDataModule",
-            dataset=(dataset, one_of(DATASETS)),
-            batch_size=(batch_size, positive_int),
-            num_workers=(num_workers, non_negative_int),
-            image_size=(image_size, optional(positive_int)),
-            min_scale=(min_scale, optional(interval(0.0, 1.0, open_low=True))),
-            cj_prob=(cj_prob, probability),
-            cj_strength=(cj_strength, optional(non_negative)),
-            cj_bright=(cj_bright, non_negative),
-            cj_contrast=(cj_contrast, non_negative),
-            cj_sat=(cj_sat, non_negative),
-            cj_hue=(cj_hue, interval(0.0, 0.5)),
-            random_gray_scale=(random_gray_scale, probability),
-            gaussian_blur=(gaussian_blur, optional(each(probability, 2))),
-            solarization_prob=(solarization_prob, optional(each(probability, 2))),
-            hf_prob=(hf_prob, probability),
-            eval_resize=(eval_resize, optional(positive_int)),
-            train_subset=(train_subset, optional(positive_int)),
-            val_subset=(val_subset, optional(positive_int)),
-            on_corrupt=(on_corrupt, one_of(("raise", "skip"))),
-            seed=(seed, non_negative_int),
-        )
-        if dataset in ("imagenet", "imagenet100", "folder") and root is None:
+        self.save_hyperparameters(ignore=["augmentation"])
+        check_arguments(self.hparams)
+        entry = DATASETS[dataset]
+        if entry.needs_root and root is None:
             raise ValueError(f"MINCDataModule: dataset {dataset!r} needs data.root")
-        self.save_hyperparameters()
-        self.dataset, self.root = dataset, Path(root).expanduser() if root else None
-        self.batch_size, self.num_workers, self.drop_last = batch_size, num_workers, drop_last
+        self.dataset = dataset
+        self.entry = entry
+        self.preset = entry.preset
+        self.root = Path(root).expanduser() if root else None
+        self.source = Source(self.root, download, on_corrupt)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.drop_last = drop_last
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        preset = PRESETS[dataset]
-        self.preset = preset
-        self.image_size = image_size or preset.image_size
-        view_args = dict(
-            input_size=self.image_size,
-            cj_prob=cj_prob,
-            cj_strength=preset.cj_strength if cj_strength is None else cj_strength,
-            cj_bright=cj_bright,
-            cj_contrast=cj_contrast,
-            cj_sat=cj_sat,
-            cj_hue=cj_hue,
-            min_scale=preset.min_scale if min_scale is None else min_scale,
-            random_gray_scale=random_gray_scale,
-            hf_prob=hf_prob,
-            normalize=None,  # on whole batches, on the device: on_after_batch_transfer
-        )
-        blur = preset.gaussian_blur if gaussian_blur is None else gaussian_blur
-        solarize = preset.solarization_prob if solarization_prob is None else solarization_prob
-        self.train_transform = BYOLTransform(
-            uint8_output(
-                BYOLView1Transform(
-                    **view_args, gaussian_blur=blur[0], solarization_prob=solarize[0]
-                )
-            ),
-            uint8_output(
-                BYOLView2Transform(
-                    **view_args, gaussian_blur=blur[1], solarization_prob=solarize[1]
-                )
-            ),
-        )
+        self.image_size = image_size or self.preset.image_size
+        self.train_transform = augmentation or default_augmentation(self.preset, self.image_size)
+        self.eval_transform = self.build_eval_transform(eval_resize)
         # uint8 → float, minus mean, over std in one pass: (x - 255 m) / (255 s)
-        self._shift = 255 * torch.tensor(preset.stats[0]).view(1, -1, 1, 1)
-        self._scale = 255 * torch.tensor(preset.stats[1]).view(1, -1, 1, 1)
-        resize = eval_resize or (
-            self.image_size
-            if preset.eval_resize == preset.image_size
-            else round(self.image_size * preset.eval_resize / preset.image_size)
-        )
-        self.eval_transform = T.Compose(
+        self.shift = 255 * torch.tensor(self.preset.stats[0]).view(1, -1, 1, 1)
+        self.scale = 255 * torch.tensor(self.preset.stats[1]).view(1, -1, 1, 1)
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    def build_eval_transform(self, eval_resize: int | None) -> T.Compose:
+        """Resize, centre crop and normalise; the resize keeps the preset's ratio to the crop."""
+        preset = self.preset
+        resize = eval_resize or round(self.image_size * preset.eval_resize / preset.image_size)
+        return T.Compose(
             [
                 T.Resize(resize),
                 T.CenterCrop(self.image_size),
@@ -237,64 +154,18 @@ class MINCDataModule(LightningDataModule):
                 T.Normalize(*preset.stats),
             ]
         )
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
 
     # --- what the data is --------------------------------------------------------------------
     @property
     def num_classes(self) -> int:
-        """Number of label classes (read from the folder for ``dataset="folder"``)."""
-        if self.dataset != "folder":
+        """Number of label classes (read from the training folder for ``dataset="folder"``)."""
+        if self.entry.classes is None:
             return self.preset.num_classes
-        train_dir = self.root / "train" if (self.root / "train").is_dir() else self.root
-        if not train_dir.is_dir():
-            return 0
-        return len(self.train_classes())
-
-    def train_classes(self) -> list[str]:
-        """The class names of an image-folder dataset's training split, in label order."""
-        if self.dataset == "imagenet100":
-            return sorted(imagenet100_classes())
-        train_dir = self.root / "train" if (self.root / "train").is_dir() else self.root
-        try:
-            return find_classes(str(train_dir))[0]
-        except FileNotFoundError:
-            return []
+        return len(self.entry.classes(self.source))
 
     def build(self, split: Literal["train", "val"], transform) -> Dataset | None:
         """The dataset of a split under ``transform`` (None: no validation split)."""
-        train, name, root = split == "train", self.dataset, self.root
-        download = self.hparams.download
-        if name in ("cifar10", "cifar100"):
-            return ArrayDataset(*read_cifar(root or Path("data"), name, train, download), transform)
-        if name == "stl10":
-            stl_split = "train+unlabeled" if train else "test"
-            return ArrayDataset(*read_stl10(root or Path("data"), stl_split, download), transform)
-        if name == "fashion_mnist":
-            return ArrayDataset(*read_fashion_mnist(root, train, download), transform)
-        folder: Path | None = root / split
-        if name == "folder":
-            if not (root / "train").is_dir():  # root/<class>/<image>: a training split only
-                folder = root if train else None
-            elif not folder.is_dir() and not train:
-                folder = None  # no validation split
-            if folder is None:
-                return None
-        elif not folder.is_dir():
-            raise FileNotFoundError(
-                f"{folder} does not exist. Expected layout: root/train/<wnid>/<image> and "
-                "root/val/<wnid>/<image> (ILSVRC-2012: sort the validation images into their wnid "
-                "folders with the devkit's ground truth). ImageNet is at https://image-net.org."
-            )
-        on_corrupt = self.hparams.on_corrupt
-        if train:
-            classes = imagenet100_classes() if name == "imagenet100" else None
-            return CheckedImageFolder(folder, transform, sorted(classes or []) or None, on_corrupt)
-        # validation: the training split's labels; a class it lacks is fine, one it adds is not
-        unknown = "ignore" if name == "imagenet100" else "error"
-        return CheckedImageFolder(
-            folder, transform, self.train_classes(), on_corrupt, require_all=False, unknown=unknown
-        )
+        return self.entry.read(self.source, split, transform)
 
     @staticmethod
     def _subset(dataset: Dataset, n: int | None) -> Dataset:
@@ -347,13 +218,11 @@ class MINCDataModule(LightningDataModule):
     def _batches_done(self) -> int:
         """Batches of the current epoch already trained on (asked as the epoch starts: non-zero
         only when Lightning resumes mid-epoch)."""
-        if self.trainer is None:
-            return 0
-        return self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return 0 if self.trainer is None else batches_done_this_epoch(self.trainer)
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 images (B, C, H, W) as float32, normalised with the dataset's mean and std."""
-        shift, scale = self._shift.to(images.device), self._scale.to(images.device)
+        shift, scale = self.shift.to(images.device), self.scale.to(images.device)
         return images.float().sub_(shift).div_(scale)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

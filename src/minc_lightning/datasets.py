@@ -1,4 +1,5 @@
-"""Readers for the datasets' own on-disk formats, with errors that say where the data should be.
+"""The datasets: one entry each in ``DATASETS`` (its augmentation preset and its reader), and the
+readers of their own on-disk formats, with errors that say where the data should be.
 
 CIFAR (python pickles), STL-10 (binaries) and Fashion-MNIST (idx, optionally gzipped) are read
 straight from their files into uint8 arrays; torchvision is used only to download them when they
@@ -13,6 +14,9 @@ import gzip
 import logging
 import pickle
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,8 +45,10 @@ class ArrayDataset(Dataset):
     ) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        self.images, self.labels = images, torch.as_tensor(labels, dtype=torch.long)
-        self.transform, self.rgb = transform, rgb
+        self.images = images
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.transform = transform
+        self.rgb = rgb
 
     def __len__(self) -> int:
         return len(self.images)
@@ -308,3 +314,150 @@ class CheckedImageFolder(torchvision.datasets.ImageFolder):
             )
             return self[(index + 1) % len(self)]
         return (self.transform(image) if self.transform else image), target
+
+
+# --- the table ------------------------------------------------------------------------------
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+Split = Literal["train", "val"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A dataset's augmentation defaults, following the field's practice."""
+
+    image_size: int
+    eval_resize: int  # resize before the centre crop of the eval transform
+    min_scale: float = 0.08
+    cj_strength: float = 1.0
+    gaussian_blur: tuple[float, float] = (1.0, 0.1)  # (view 1, view 2), BYOL
+    solarization_prob: tuple[float, float] = (0.0, 0.2)
+    stats: tuple[tuple[float, ...], tuple[float, ...]] = IMAGENET_STATS
+    num_classes: int = 0
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a reader finds a dataset, and what it may do about missing or unreadable files."""
+
+    root: Path | None
+    download: bool = True
+    on_corrupt: Literal["raise", "skip"] = "raise"
+
+
+Reader = Callable[[Source, Split, Callable | None], Dataset | None]
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One dataset: its preset, its reader (None for a split it does not have), whether it needs
+    ``root``, and for image folders the class names of the training split (the label order)."""
+
+    preset: Preset
+    read: Reader
+    needs_root: bool = False
+    classes: Callable[[Source], list[str]] | None = None
+
+
+def imagenet100_classes() -> list[str]:
+    """The 100 WordNet ids of ImageNet-100 (CMC, Tian et al. 2020), shipped with the package."""
+    text = resources.files("minc_lightning").joinpath("imagenet100.txt").read_text()
+    return [line for line in text.split() if line.startswith("n")]
+
+
+def _arrays(read: Callable, src: Source, split: Split, transform: Callable | None) -> Dataset:
+    return ArrayDataset(*read(src, split), transform)
+
+
+def _cifar(name: Literal["cifar10", "cifar100"], src: Source, split: Split):
+    return read_cifar(src.root or Path("data"), name, split == "train", src.download)
+
+
+def _stl10(src: Source, split: Split):
+    parts = "train+unlabeled" if split == "train" else "test"
+    return read_stl10(src.root or Path("data"), parts, src.download)
+
+
+def _fashion_mnist(src: Source, split: Split):
+    return read_fashion_mnist(src.root, split == "train", src.download)
+
+
+def _train_dir(src: Source) -> Path:
+    """An image folder's training split: root/train, or root itself (root/<class>/<image>)."""
+    return src.root / "train" if (src.root / "train").is_dir() else src.root
+
+
+def folder_classes(src: Source) -> list[str]:
+    try:
+        return find_classes(str(_train_dir(src)))[0]
+    except FileNotFoundError:
+        return []
+
+
+def _images(
+    classes: Callable[[Source], list[str]] | None,
+    unknown_in_val: Literal["error", "ignore"],
+    required: bool,
+    src: Source,
+    split: Split,
+    transform: Callable | None,
+) -> Dataset | None:
+    """An image-folder split; validation takes the training split's labels."""
+    folder = src.root / split
+    if not folder.is_dir():
+        if not required:  # folder: root/<class>/<image> is a training split only
+            train = CheckedImageFolder(src.root, transform, on_corrupt=src.on_corrupt)
+            return train if split == "train" else None
+        raise FileNotFoundError(
+            f"{folder} does not exist. Expected layout: root/train/<wnid>/<image> and "
+            "root/val/<wnid>/<image> (ILSVRC-2012: sort the validation images into their wnid "
+            "folders with the devkit's ground truth). ImageNet is at https://image-net.org."
+        )
+    if split == "train":
+        names = sorted(classes(src)) if classes is not None else None
+        return CheckedImageFolder(folder, transform, names, src.on_corrupt)
+    names = sorted(classes(src)) if classes is not None else folder_classes(src)
+    return CheckedImageFolder(
+        folder, transform, names, src.on_corrupt, require_all=False, unknown=unknown_in_val
+    )
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    # BYOL's ImageNet recipe: 224 px crops, asymmetric blur and solarisation.
+    "imagenet": DatasetEntry(
+        Preset(224, 256, num_classes=1000), partial(_images, None, "error", True), True
+    ),
+    "imagenet100": DatasetEntry(
+        Preset(224, 256, num_classes=100),
+        partial(_images, lambda src: imagenet100_classes(), "ignore", True),
+        True,
+    ),
+    # 32 px, no blur (blurring a 32 px image destroys it), as solo-learn and lightly do.
+    "cifar10": DatasetEntry(
+        Preset(32, 32, gaussian_blur=(0.0, 0.0), stats=CIFAR_STATS, num_classes=10),
+        partial(_arrays, partial(_cifar, "cifar10")),
+    ),
+    "cifar100": DatasetEntry(
+        Preset(32, 32, gaussian_blur=(0.0, 0.0), stats=CIFAR_STATS, num_classes=100),
+        partial(_arrays, partial(_cifar, "cifar100")),
+    ),
+    "stl10": DatasetEntry(Preset(96, 96, num_classes=10), partial(_arrays, _stl10)),
+    # 28 px grayscale: no blur, milder crops and jitter (only brightness/contrast act on gray).
+    "fashion_mnist": DatasetEntry(
+        Preset(
+            28,
+            28,
+            min_scale=0.2,
+            cj_strength=0.5,
+            gaussian_blur=(0.0, 0.0),
+            stats=((0.2860,) * 3, (0.3530,) * 3),
+            num_classes=10,
+        ),
+        partial(_arrays, _fashion_mnist),
+    ),
+    # any root/train/<class>/<image> (+ root/val/<class>/<image>) or root/<class>/<image> tree
+    "folder": DatasetEntry(
+        Preset(224, 256), partial(_images, None, "error", False), True, folder_classes
+    ),
+}
+PRESETS: dict[str, Preset] = {name: entry.preset for name, entry in DATASETS.items()}
