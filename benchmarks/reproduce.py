@@ -19,7 +19,7 @@ interrupted script resumes where it stopped. ``--report_only`` rewrites the repo
     # on a GPU: a CIFAR-stem ResNet-18, longer, report in its own folder
     python benchmarks/reproduce.py --device cuda --backbone resnet18 --precision bf16-mixed \
         --train_images 20000 --val_images 10000 --epochs 10 --workers 8 --root data/fmnist \
-        --out benchmarks/out/gpu --docs docs/gpu
+        --out docs/data/gpu --docs docs/gpu
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from common import DATA, ROOT, quiet_trainer
 
 from minc_lightning.backbones import ConvNet, ResNet
 from minc_lightning.data import MINCDataModule
@@ -39,16 +40,15 @@ from minc_lightning.diagnostics import lambda_diagnostics
 from minc_lightning.evaluate import Pixels, extract_features, knn_accuracy, linear_accuracy
 from minc_lightning.loss import MINCLoss
 from minc_lightning.module import MINCModule
-
-ROOT = Path(__file__).parents[1]
-OBJECTIVES = ("minc", "spectral", "byol")
+from minc_lightning.objectives import OBJECTIVES
 
 
 class LambdaTrace(L.Callback):
     """Λ's diagonal, eigenvalues and off-diagonal energy every ``every`` steps."""
 
     def __init__(self, every: int) -> None:
-        self.every, self.trace = every, []
+        self.every = every
+        self.trace = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step % self.every == 0:
@@ -79,10 +79,13 @@ def backbone(args: argparse.Namespace) -> torch.nn.Module:
     return ResNet(args.backbone, cifar_stem=True)  # 28 px: the small-image stem
 
 
-def build(objective: str, args: argparse.Namespace, seed: int, **overrides: Any) -> MINCModule:
+def build(
+    objective: str, args: argparse.Namespace, seed: int, batch_size: int, **overrides: Any
+) -> MINCModule:
     torch.manual_seed(seed)
     hparams = dict(
         backbone=backbone(args),
+        batch_size=batch_size,
         projection_hidden_dim=512,
         projection_dim=64,
         prediction_hidden_dim=512,
@@ -119,17 +122,13 @@ def train_and_evaluate(
 ) -> dict:
     """Pre-train (unless ``train`` is False: the random-init baseline) and evaluate."""
     L.seed_everything(seed, verbose=False)
-    model, dm = build(objective, args, seed, **overrides), data(args, batch_size, seed)
+    model = build(objective, args, seed, batch_size, **overrides)
+    dm = data(args, batch_size, seed)
     callbacks = [LambdaTrace(trace_every)] if trace_every else []
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
+        args.device,
+        args.precision,
         max_epochs=args.epochs,
-        accelerator=args.device,
-        devices=1,
-        precision=args.precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         limit_val_batches=0,
         callbacks=callbacks,
     )
@@ -176,7 +175,7 @@ def gradient_variance(
     minibatches at fixed weights, relative to the squared norm of the mean gradient."""
     L.seed_everything(0, verbose=False)
     device = torch.device(args.device)
-    model = build(objective, args, seed=0).to(device)
+    model = build(objective, args, seed=0, batch_size=batch_size).to(device)
     dm = data(args, batch_size)
     dm.setup("fit")
     loader = endless(dm, device)
@@ -231,7 +230,7 @@ def run_cached(store: dict, path: Path, key: str, fn, *a, **kw) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "data", help="raw results")
+    p.add_argument("--out", type=Path, default=DATA, help="raw results")
     p.add_argument("--docs", type=Path, default=ROOT / "docs")
     p.add_argument("--batch_sizes", type=int, nargs="+", default=[32, 64, 128, 256])
     p.add_argument("--seeds", type=int, default=3)

@@ -43,11 +43,12 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import torch
+from common import DATA, ROOT
 from torch import Tensor, nn
 
-from minc_lightning.loss import MINCLoss, SpectralContrastiveLoss
+from minc_lightning.baselines import SpectralContrastiveLoss
+from minc_lightning.loss import MINCLoss
 
-ROOT = Path(__file__).resolve().parents[1]
 OBJECTIVES = ("minc_tril", "minc_full", "scl")
 
 
@@ -286,7 +287,7 @@ def main() -> None:
     p.add_argument("--alpha", type=float, default=0.1, help="MINC's EMA rate of Λ")
     p.add_argument("--evals", type=int, default=16, help="points on each J/J* curve")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "data", help="raw results")
+    p.add_argument("--out", type=Path, default=DATA, help="raw results")
     p.add_argument("--docs", type=Path, default=ROOT / "docs")
     p.add_argument("--quick", action="store_true", help="a smoke run: small graph and budget")
     args = p.parse_args()
@@ -297,7 +298,6 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "spectral_exact.json").write_text(json.dumps(result))
     print(f"{result['seconds'] / 60:.1f} minutes; wrote {args.out / 'spectral_exact.json'}")
-    sys.path.insert(0, str(Path(__file__).parent))
     from report import write_report
 
     runs = args.out / "runs.json"

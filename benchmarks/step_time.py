@@ -27,12 +27,12 @@ import time
 
 import lightning as L
 import torch
+from common import quiet_trainer
 from torch.utils.data import DataLoader, Dataset
 
 from minc_lightning import BYOLLoss, MINCLoss, MINCModule
 from minc_lightning.backbones import ResNet
-
-OBJECTIVES = ("minc", "byol", "spectral")
+from minc_lightning.objectives import OBJECTIVES  # minc first
 
 
 class FixedBatches(Dataset):
@@ -75,18 +75,13 @@ def fit_times(
     the objective's and BYOL's every step (``SwapLoss``)."""
     torch.manual_seed(0)
     backbone = ResNet(args.backbone, cifar_stem=args.image_size <= 64)
-    model = MINCModule(backbone, objective=objective, num_classes=10)
+    model = MINCModule(backbone, batch_size=batch_size, objective=objective, num_classes=10)
     loader = DataLoader(FixedBatches(batch_size, args.image_size, steps), batch_size=None)
     timer = StepTimer()
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
+        args.device,
+        args.precision,
         max_epochs=1,
-        accelerator=args.device,
-        devices=1,
-        precision=args.precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=([SwapLoss(model)] if swap else []) + [timer],
         log_every_n_steps=10**6,
     )

@@ -53,7 +53,8 @@ class SeededSampler(DistributedSampler):
         batches_done: Callable[[], int] = lambda: 0,
     ) -> None:
         super().__init__(dataset, num_replicas=1, rank=0, shuffle=shuffle, seed=seed)
-        self.batch_size, self.batches_done = batch_size, batches_done
+        self.batch_size = batch_size
+        self.batches_done = batches_done
 
     def _share(self) -> torch.Tensor:
         n, world = len(self.dataset), world_size()
