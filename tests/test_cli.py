@@ -235,3 +235,24 @@ def test_checkpoint_from_another_config_is_refused(tmp_path):
                 f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
             ]
         )
+
+
+def test_a_run_without_a_terminal_logs_plain_lines(tmp_path, capfd):
+    """stdout is not a terminal under pytest: every log_every_n_steps steps one line with the
+    step, loss, lr, tau, images/s and time left; no carriage-return progress bar."""
+    write_fashion_mnist(tmp_path / "data", n_train=32, n_test=8)
+    args = quick_args(tmp_path / "data", tmp_path / "run", epochs=2)
+    args.remove("--trainer.enable_progress_bar=false")
+    run_cli(["fit", *args, "--trainer.log_every_n_steps=2"])
+    out = capfd.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("step ")]
+    assert [line.split(" | ")[0] for line in lines] == [
+        "step 2/8",
+        "step 4/8",
+        "step 6/8",
+        "step 8/8",
+    ]
+    fields = [field.split(" ")[0] for field in lines[-1].split(" | ")]
+    assert fields == ["step", "loss", "lr", "tau", lines[-1].split(" | ")[4].split(" ")[0], "ETA"]
+    assert "img/s" in lines[-1] and "epoch 1 validation: val/top1" in out
+    assert "\r" not in out

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zer
 from minc_lightning.checkpoints import find_last, load_checkpoint
 from minc_lightning.data import MINCDataModule
 from minc_lightning.module import MINCModule
+from minc_lightning.progress import LineProgress
 
 WANDB_ID_KEY = "wandb_run_id"
 RESUME_IF_PRESENT = "last_if_present"  # --ckpt_path value: resume when a checkpoint exists
@@ -150,6 +152,10 @@ class MINCLightningCLI(LightningCLI):
             # Lightning's ModelCheckpoint still saves `last` at the end of a fast_dev_run, and
             # that 1-step file would then be the newest one `--ckpt_path last` finds.
             config["checkpoint"]["save_last"] = False
+        if trainer.get("enable_progress_bar") is not False and not sys.stdout.isatty():
+            # a log file, not a terminal: plain lines instead of carriage-return bar updates
+            callbacks = self.trainer_defaults["callbacks"]
+            self.trainer_defaults["callbacks"] = [*callbacks, LineProgress()]
         if self.subcommand == "fit":
             root = Path(trainer.get("default_root_dir") or ".")
             config["ckpt_path"] = self.resolve_ckpt_path(config.get("ckpt_path"), root)
