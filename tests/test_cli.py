@@ -256,3 +256,22 @@ def test_a_run_without_a_terminal_logs_plain_lines(tmp_path, capfd):
     assert fields == ["step", "loss", "lr", "tau", lines[-1].split(" | ")[4].split(" ")[0], "ETA"]
     assert "img/s" in lines[-1] and "epoch 1 validation: val/top1" in out
     assert "\r" not in out
+
+
+def test_picture_of_lambda_is_written_named_and_follows_lambda(tmp_path, capsys):
+    from minc_lightning.pictures import draw_lambda
+
+    write_fashion_mnist(tmp_path / "data", n_train=16, n_test=8)
+    run = tmp_path / "run"
+    run_cli(["fit", *quick_args(tmp_path / "data", run)])
+    final = run / "lambda" / "lambda_final.png"
+    assert final.is_file() and final.stat().st_size > 1000
+    assert f"Λ picture  : {final}" in capsys.readouterr().out
+
+    def png(matrix) -> bytes:
+        draw_lambda(matrix).savefig(tmp_path / "x.png")
+        return (tmp_path / "x.png").read_bytes()
+
+    diagonal = torch.diag(torch.linspace(1, 0.1, 8))
+    assert png(diagonal) == png(diagonal.clone())  # the same Λ, the same picture
+    assert png(diagonal) != png(diagonal + 0.05 * torch.ones(8, 8))  # another Λ, another one

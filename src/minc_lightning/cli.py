@@ -9,7 +9,8 @@ On top of LightningCLI: ``model.num_classes`` follows ``data.num_classes``; chec
 resumes the run's latest checkpoint and is an error when there is none, ``last_if_present``
 starts afresh then (a preemptible job's restart); a ``fast_dev_run`` smoke test writes no
 checkpoint; before training the checkpoint to resume is read and the output folders are
-checked writable, after it the checkpoint the summary names is read back; the resolved config
+checked writable, after it the checkpoint the summary names is read back; a picture of Λ goes
+to the logger and the run folder every 10 epochs and at the end; the resolved config
 is saved with each run and sent to W&B; a W&B run resumed from a checkpoint reuses its run id;
 without W&B credentials, or when W&B's server cannot be reached within seconds, the W&B logger
 runs offline instead of failing; a run ends with a short summary.
@@ -35,6 +36,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zer
 from minc_lightning.checkpoints import find_last, load_checkpoint
 from minc_lightning.data import MINCDataModule
 from minc_lightning.module import MINCModule
+from minc_lightning.pictures import LambdaPictures
 from minc_lightning.progress import LineProgress
 
 WANDB_ID_KEY = "wandb_run_id"
@@ -73,6 +75,8 @@ class RunSummary(Callback):
                 ) from err
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         accuracy = ", ".join(f"{k} = {100 * v:.2f}%" for k, v in sorted(metrics.items()))
+        pictures = [c.last_path for c in trainer.callbacks if isinstance(c, LambdaPictures)]
+        picture = [f"  Λ picture  : {pictures[0]}"] if pictures and pictures[0] else []
         print(
             "\n".join(
                 [
@@ -82,6 +86,7 @@ class RunSummary(Callback):
                     f"({trainer.current_epoch} epochs).",
                     f"  checkpoint : {last}",
                     f"  online linear probe (validation): {accuracy or 'no validation data'}",
+                    *picture,
                     "  continue   : minc-lightning fit --config <same config> --ckpt_path last "
                     "--trainer.max_epochs <more>",
                     f"  evaluate   : minc-lightning-eval knn --ckpt {last}",
@@ -228,7 +233,7 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> MINCLightningCLI
         MINCDataModule,
         save_config_callback=LoggerSaveConfigCallback,
         save_config_kwargs={"overwrite": True},
-        trainer_defaults={"callbacks": [RunSummary()]},
+        trainer_defaults={"callbacks": [RunSummary(), LambdaPictures()]},
         args=args,
         run=run,
     )
