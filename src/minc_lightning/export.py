@@ -1,0 +1,60 @@
+"""``minc-lightning-export``: a checkpoint's backbone as a plain state dict, for use elsewhere.
+
+    minc-lightning-export --ckpt runs/x/checkpoints/last.ckpt --out resnet50_minc.pt
+
+The file needs no ``minc_lightning`` to read. For the project's torchvision ResNets the keys are
+torchvision's own, so ``torchvision.models.resnet50().load_state_dict(torch.load(f),
+strict=False)`` leaves only ``fc.*`` missing (its classifier, which pre-training never had).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from minc_lightning.backbones import ResNet
+from minc_lightning.checks import check, one_of
+from minc_lightning.evaluate import model_from_checkpoint
+
+
+def plain_state_dict(backbone: nn.Module) -> dict[str, Tensor]:
+    """The backbone's weights under the names its source library uses (torchvision for
+    ``ResNet``, whose network sits in ``.net``), detached and on the CPU."""
+    state = backbone.state_dict()
+    if isinstance(backbone, ResNet):
+        state = {k.removeprefix("net."): v for k, v in state.items()}
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
+
+
+def export(ckpt: str, out: str, network: Literal["online", "target"] = "online") -> Path:
+    """Write the ``network`` backbone of checkpoint ``ckpt`` to ``out`` as a plain state dict.
+
+    Args:
+        ckpt: checkpoint written by ``minc-lightning fit``.
+        out: the file to write (its folder is created).
+        network: "online" (the trained student, default) or "target" (its EMA).
+    """
+    check("minc-lightning-export", network=(network, one_of(("online", "target"))))
+    model = model_from_checkpoint(ckpt)
+    if network == "target" and not hasattr(model, "target_backbone"):
+        raise ValueError(f"{ckpt}: objective {model.hparams.objective!r} has no target network")
+    backbone = model.target_backbone if network == "target" else model.backbone
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = plain_state_dict(backbone)
+    torch.save(state, path)
+    print(f"wrote the {network} backbone of {ckpt} to {path} ({len(state)} tensors)")
+    return path
+
+
+def main() -> None:
+    from jsonargparse import CLI
+
+    CLI(export, as_positional=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""minc-lightning-export: the backbone's weights, readable without minc_lightning."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from fixtures import write_fashion_mnist
+
+from minc_lightning.cli import run_cli
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+pytestmark = pytest.mark.usefixtures("offline_wandb")
+
+
+@pytest.fixture(scope="module")
+def resnet_checkpoint(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("export")
+    write_fashion_mnist(tmp / "data", n_train=16, n_test=8)
+    config = tmp / "resnet.yaml"
+    config.write_text(
+        "model:\n  backbone:\n    class_path: minc_lightning.backbones.ResNet\n"
+        "    init_args:\n      name: resnet18\n"
+    )
+    run_cli(
+        [
+            "fit",
+            f"--config={CONFIGS / 'quickstart.yaml'}",
+            f"--config={config}",
+            f"--data.root={tmp / 'data'}",
+            "--data.batch_size=8",
+            "--data.num_workers=0",
+            "--data.train_subset=null",
+            "--data.image_size=32",
+            "--model.projection_hidden_dim=16",
+            "--model.prediction_hidden_dim=16",
+            "--model.projection_dim=8",
+            "--trainer.max_epochs=1",
+            "--trainer.enable_progress_bar=false",
+            f"--trainer.default_root_dir={tmp / 'run'}",
+            f"--trainer.logger.init_args.save_dir={tmp / 'run'}",
+        ]
+    )
+    return tmp / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize("network", ["online", "target"])
+def test_exported_resnet_loads_into_torchvision_with_identical_features(
+    resnet_checkpoint, tmp_path, network
+):
+    out = tmp_path / "resnet18_minc.pt"
+    command = [sys.executable, "-m", "minc_lightning.export", f"--ckpt={resnet_checkpoint}"]
+    done = subprocess.run(
+        [*command, f"--out={out}", f"--network={network}"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    # what a downstream user writes: torchvision only, no minc_lightning
+    reader = (
+        "import sys, torch, torchvision\n"
+        "net = torchvision.models.resnet18()\n"
+        "result = net.load_state_dict(torch.load(sys.argv[1]), strict=False)\n"
+        "print(sorted(result.missing_keys), result.unexpected_keys)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", reader, str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "['fc.bias', 'fc.weight'] []"
+    assert "minc_lightning" not in done.stdout
+
+    from minc_lightning.evaluate import model_from_checkpoint
+
+    model = model_from_checkpoint(resnet_checkpoint).eval()
+    ours = model.target_backbone if network == "target" else model.backbone
+    theirs = torchvision.models.resnet18()
+    theirs.load_state_dict(torch.load(out), strict=False)
+    theirs.fc = torch.nn.Identity()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs.eval()(x))
+
+
+def test_export_refuses_a_bad_network(resnet_checkpoint, tmp_path):
+    from minc_lightning.export import export
+
+    with pytest.raises(ValueError, match="minc-lightning-export: network must be"):
+        export(str(resnet_checkpoint), str(tmp_path / "x.pt"), network="student")
