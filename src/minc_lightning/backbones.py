@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torchvision
 from torch import Tensor, nn
@@ -68,3 +68,32 @@ class ConvNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.features(x)
+
+
+class Timm(nn.Module):
+    """Any timm model as a feature extractor (``num_classes=0``: pooled features, no classifier),
+    randomly initialised (nothing is downloaded).
+
+    Args:
+        name: a timm model name, e.g. ``"vit_small_patch16_224"`` or ``"resnet50"``.
+        model_args: more arguments of ``timm.create_model`` (``img_size``, ``drop_path_rate``,
+            ...); the way to give them in a config, where ``**kwargs`` cannot be checked.
+        **kwargs: the same, from Python: ``Timm("vit_small_patch16_224", img_size=96)``.
+
+    Needs the optional extra: ``pip install "minc-lightning[timm]"``.
+    """
+
+    def __init__(self, name: str, model_args: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        try:
+            import timm
+        except ImportError as err:
+            raise ImportError(
+                "minc_lightning.backbones.Timm needs timm: pip install 'minc-lightning[timm]'"
+            ) from err
+        args = {**(model_args or {}), **kwargs}
+        self.net = timm.create_model(name, pretrained=False, num_classes=0, **args)
+        self.num_features: int = self.net.num_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)

@@ -4,7 +4,8 @@
 
 The file needs no ``minc_lightning`` to read. For the project's torchvision ResNets the keys are
 torchvision's own, so ``torchvision.models.resnet50().load_state_dict(torch.load(f),
-strict=False)`` leaves only ``fc.*`` missing (its classifier, which pre-training never had).
+strict=False)`` leaves only ``fc.*`` missing (its classifier, which pre-training never had); for
+``Timm`` backbones they are timm's, and ``timm.create_model(name, num_classes=0)`` loads them.
 """
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from minc_lightning.backbones import ResNet
+from minc_lightning.backbones import ResNet, Timm
 from minc_lightning.checks import check, one_of
 from minc_lightning.evaluate import model_from_checkpoint
 
 
 def plain_state_dict(backbone: nn.Module) -> dict[str, Tensor]:
     """The backbone's weights under the names its source library uses (torchvision for
-    ``ResNet``, whose network sits in ``.net``), detached and on the CPU."""
+    ``ResNet``, timm for ``Timm``: both hold the network in ``.net``), detached, on the CPU."""
     state = backbone.state_dict()
-    if isinstance(backbone, ResNet):
+    if isinstance(backbone, (ResNet, Timm)):
         state = {k.removeprefix("net."): v for k, v in state.items()}
     return {k: v.detach().cpu().clone() for k, v in state.items()}
 

@@ -239,9 +239,13 @@ class MINCModule(LightningModule):
 def make_optimizer(
     name: str, online: list[nn.Module], probe: nn.Module | None, lr: float, hp: Any
 ) -> torch.optim.Optimizer:
-    """LARS, SGD or AdamW over the online networks (biases and normalisation parameters without
-    weight decay and LARS adaptation) and the probe (its own lr, no decay)."""
+    """LARS, SGD or AdamW over the online networks (biases, normalisation parameters and what a
+    module names in timm's ``no_weight_decay()``, a ViT's position embedding and class token,
+    without weight decay and LARS adaptation) and the probe (its own lr, no decay)."""
     decay, no_decay = get_weight_decay_parameters(online)
+    named = {id(p) for m in online for p in declared_no_decay(m)}
+    no_decay += [p for p in decay if id(p) in named]
+    decay = [p for p in decay if id(p) not in named]
     groups = [
         {"name": "online", "params": decay, "weight_decay": hp.weight_decay},
         {"name": "online_no_decay", "params": no_decay, "weight_decay": 0.0},
@@ -256,6 +260,15 @@ def make_optimizer(
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=hp.momentum)
     return torch.optim.AdamW(groups, lr=lr)
+
+
+def declared_no_decay(module: nn.Module) -> list[nn.Parameter]:
+    """The parameters submodules exclude from weight decay by timm's ``no_weight_decay()``."""
+    found = []
+    for sub in module.modules():
+        names = sub.no_weight_decay() if callable(getattr(sub, "no_weight_decay", None)) else ()
+        found += [p for n, p in sub.named_parameters() if n in names]
+    return found
 
 
 def check_batch_size(size: int, expected: int | None) -> None:
