@@ -275,3 +275,19 @@ def test_picture_of_lambda_is_written_named_and_follows_lambda(tmp_path, capsys)
     diagonal = torch.diag(torch.linspace(1, 0.1, 8))
     assert png(diagonal) == png(diagonal.clone())  # the same Λ, the same picture
     assert png(diagonal) != png(diagonal + 0.05 * torch.ones(8, 8))  # another Λ, another one
+
+
+def test_online_knn_agrees_with_the_eval_command(tmp_path):
+    from minc_lightning.evaluate import knn
+
+    write_fashion_mnist(tmp_path / "data", n_train=32, n_test=16)
+    run = tmp_path / "run"
+    monitor = tmp_path / "knn.yaml"
+    monitor.write_text(
+        "trainer:\n  callbacks:\n    - class_path: minc_lightning.monitor.OnlineKNN\n"
+        "      init_args:\n        k: 5\n"
+    )
+    cli = run_cli(["fit", *quick_args(tmp_path / "data", run), f"--config={monitor}"])
+    online = float(cli.trainer.callback_metrics["val/knn_top1"])
+    offline = knn(str(run / "checkpoints" / "last.ckpt"), k=5, num_workers=0)["top1"]
+    assert online == pytest.approx(offline, abs=1e-6)

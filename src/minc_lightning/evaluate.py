@@ -66,13 +66,17 @@ def first_line(err: BaseException) -> str:
 
 @torch.no_grad()
 def extract_features(
-    backbone: nn.Module, loader: DataLoader, device: torch.device, desc: str = "features"
+    backbone: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    desc: str = "features",
+    progress: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Backbone features (N, F) and labels (N,) of a loader, in eval mode."""
     was_training = backbone.training
     backbone.eval().to(device)
     feats, labels = [], []
-    for x, y in tqdm(loader, desc=desc, leave=False):
+    for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress):
         feats.append(backbone(x.to(device)).float().cpu())
         labels.append(y)
     backbone.train(was_training)
@@ -186,10 +190,24 @@ def _features(
         if device == "auto" and torch.cuda.is_available()
         else ("cpu" if device == "auto" else device)
     )
-    xtr, ytr = extract_features(backbone, dm.eval_dataloader("train"), dev, "train features")
-    xte, yte = extract_features(backbone, dm.eval_dataloader("val"), dev, "val features")
-    labelled = ytr >= 0  # STL-10's unlabelled images cannot vote
-    return xtr[labelled], ytr[labelled], xte, yte, dm.num_classes
+    loaders = dm.eval_dataloader("train"), dm.eval_dataloader("val")
+    return split_features(backbone, *loaders, dev, dm.num_classes)
+
+
+def split_features(
+    backbone: nn.Module,
+    train: DataLoader,
+    val: DataLoader,
+    device: torch.device,
+    classes: int,
+    progress: bool = True,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+    """(train features, labels, val features, labels, classes): what every score takes; the
+    training split's unlabelled images (STL-10's, label -1) are left out, as they cannot vote."""
+    xtr, ytr = extract_features(backbone, train, device, "train features", progress)
+    xte, yte = extract_features(backbone, val, device, "val features", progress)
+    labelled = ytr >= 0
+    return xtr[labelled], ytr[labelled], xte, yte, classes
 
 
 def reinitialise(module: nn.Module) -> nn.Module:
