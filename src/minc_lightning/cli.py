@@ -10,7 +10,8 @@ resumes the run's latest checkpoint and is an error when there is none, ``last_i
 starts afresh then (a preemptible job's restart); a ``fast_dev_run`` smoke test writes no
 checkpoint; before training the checkpoint to resume is read and the output folders are
 checked writable, after it the checkpoint the summary names is read back; a picture of Λ goes
-to the logger and the run folder every 10 epochs and at the end; the resolved config
+to the logger and the run folder every ``lambda_pictures.every_n_epochs`` (10) epochs and at the
+end; the resolved config
 is saved with each run and sent to W&B; a W&B run resumed from a checkpoint reuses its run id;
 without W&B credentials, or when W&B's server cannot be reached within seconds, the W&B logger
 runs offline instead of failing; a run ends with a short summary.
@@ -143,6 +144,7 @@ class MINCLightningCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.batch_size", "model.batch_size")  # the lr scales with it
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LambdaPictures, "lambda_pictures")  # every_n_epochs
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
         parser.link_arguments(
             "trainer.default_root_dir",
@@ -233,7 +235,7 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> MINCLightningCLI
         MINCDataModule,
         save_config_callback=LoggerSaveConfigCallback,
         save_config_kwargs={"overwrite": True},
-        trainer_defaults={"callbacks": [RunSummary(), LambdaPictures()]},
+        trainer_defaults={"callbacks": [RunSummary()]},
         args=args,
         run=run,
     )
