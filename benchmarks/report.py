@@ -23,9 +23,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from common import DATA, ROOT  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1] / "docs" / "data"
-OBJECTIVES = ("minc", "spectral", "byol")
+from minc_lightning.objectives import OBJECTIVES  # noqa: E402
+
 EXACT_OBJECTIVES = {"minc_tril": "MINC, tril(Λ)", "minc_full": "MINC, full Λ", "scl": "SCL"}
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
 CHANCE = 0.1  # ten classes
@@ -443,6 +444,88 @@ def batch_section(store: dict, docs: Path) -> list[str]:
     ]
 
 
+def claim_beats_pixels(points: list[dict], pixels: float, metric: str, minutes: float) -> str:
+    """One run: its last evaluation within ``minutes`` of training beats the pixels by more than
+    one point (holds), falls short by more than one point (does not hold), else inconclusive."""
+    within = [p for p in points if p["train_seconds"] <= 60 * minutes]
+    if not within:
+        return UNSURE
+    margin = within[-1][metric] - pixels
+    return HOLDS if margin > 0.01 else FAILS if margin < -0.01 else UNSURE
+
+
+def minutes_to_reach(points: list[dict], target: float, metric: str) -> float | None:
+    """Where a straight line through the last three points, accuracy against log(training
+    time), reaches ``target`` (None when the trend does not rise)."""
+    last = points[-3:]
+    if len(last) < 2:
+        return None
+    x = np.log([p["train_seconds"] for p in last])
+    slope, intercept = np.polyfit(x, [p[metric] for p in last], 1)
+    if slope <= 0:
+        return None
+    return float(np.exp((target - intercept) / slope) / 60)
+
+
+def recipe_section(recipe: dict, name: str, docs: Path) -> list[str]:
+    points, base = recipe["points"], recipe["baselines"]
+    if not points:
+        return []
+    lines = [
+        f"### A longer recipe against the raw pixels: `configs/{name}.yaml`",
+        "",
+        f"`python benchmarks/recipe_curve.py --config configs/{name}.yaml` (one run on "
+        f"{recipe['threads']} CPU threads). Frozen online backbone after each listed epoch, "
+        "scored like `minc-lightning-eval` (kNN k=200, T=0.1; linear 100 epochs) on the full "
+        "training and validation splits; training time excludes these evaluations.",
+        "",
+        "| features | training minutes | kNN top-1 (%) | linear top-1 (%) |",
+        "|---|---:|---:|---:|",
+        f"| raw pixels | – | {100 * base['pixels']['knn']:.2f} | "
+        f"{100 * base['pixels']['linear']:.2f} |",
+        f"| the network, randomly initialised | – | {100 * base['random_init']['knn']:.2f} | "
+        f"{100 * base['random_init']['linear']:.2f} |",
+    ]
+    for pt in points:
+        lines.append(
+            f"| MINC, epoch {pt['epoch']} | {pt['train_seconds'] / 60:.1f} | "
+            f"{100 * pt['knn']:.2f} | {100 * pt['linear']:.2f} |"
+        )
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, metric in zip(axes, ("linear", "knn"), strict=True):
+        ax.plot(
+            [p["train_seconds"] / 60 for p in points],
+            [100 * p[metric] for p in points],
+            marker="o",
+            label="MINC",
+        )
+        ax.axhline(100 * base["pixels"][metric], color="black", ls=":", label="raw pixels")
+        ax.axhline(100 * base["random_init"][metric], color="gray", ls="--", label="random init")
+        ax.set(xlabel="training minutes", ylabel=f"{metric} top-1 (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    lines += ["", saved(fig, docs, f"recipe_{name}.png"), ""]
+    for metric in ("linear", "knn"):
+        verdict = claim_beats_pixels(points, base["pixels"][metric], metric, 60)
+        reach = minutes_to_reach(points, base["pixels"][metric], metric)
+        trend = (
+            f"the trend of the last points reaches the pixels at about {reach:.0f} training minutes"
+            if reach is not None
+            else "the last points do not rise"
+        )
+        lines.append(
+            f"- {metric}: MINC beats the raw pixels within 60 training minutes: {bold(verdict)} "
+            f"(last point {100 * points[-1][metric]:.2f}% vs {100 * base['pixels'][metric]:.2f}%"
+            f"; {trend})."
+        )
+    return lines + [
+        "",
+        "Rule: one run, so a difference under one point is inconclusive; the trend is a straight "
+        "line through the last three points against log(training time).",
+        "",
+    ]
+
+
 def variance_section(store: dict, docs: Path) -> list[str]:
     rows = [r for k, r in store.items() if k.startswith("variance/")]
     if not rows:
@@ -641,7 +724,9 @@ def real_setting(store: dict) -> list[str]:
     ]
 
 
-def write_report(store: dict, docs: Path, exact: dict | None = None) -> None:
+def write_report(
+    store: dict, docs: Path, exact: dict | None = None, recipes: dict | None = None
+) -> None:
     docs.mkdir(parents=True, exist_ok=True)
     lines = [
         "# Results: MINC against the spectral contrastive loss and BYOL",
@@ -655,6 +740,8 @@ def write_report(store: dict, docs: Path, exact: dict | None = None) -> None:
     if exact:
         lines += exact_section(exact, docs)
     lines += batch_section(store, docs)
+    for name, recipe in (recipes if recipes is not None else load_recipes()).items():
+        lines += recipe_section(recipe, name, docs)
     lines += variance_section(store, docs)
     lines += spectrum_section(store, docs)
     lines += ablation_section(store)
@@ -666,11 +753,16 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def load_recipes(data: Path = DATA) -> dict[str, dict]:
+    """The accuracy curves of benchmarks/recipe_curve.py, by config name."""
+    return {p.stem[len("recipe_") :]: load(p) for p in sorted(data.glob("recipe_*.json"))}
+
+
 if __name__ == "__main__":
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DATA)
-    p.add_argument("--docs", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
+    p.add_argument("--docs", type=Path, default=ROOT / "docs")
     a = p.parse_args()
     write_report(load(a.data / "runs.json"), a.docs, load(a.data / "spectral_exact.json") or None)

@@ -158,12 +158,26 @@ def test_variance_and_lambda_verdicts_change_with_the_numbers():
 
 
 def test_report_page_states_the_computed_verdicts(tmp_path):
-    report.write_report(invented_store(0.85, 0.80, 0.85, 0.83), tmp_path)
+    report.write_report(invented_store(0.85, 0.80, 0.85, 0.83), tmp_path, recipes={})
     good = (tmp_path / "results.md").read_text()
-    report.write_report(invented_store(0.75, 0.80, 0.85, 0.83), tmp_path)
+    report.write_report(invented_store(0.75, 0.80, 0.85, 0.83), tmp_path, recipes={})
     bad = (tmp_path / "results.md").read_text()
     assert "| MINC beats SCL at every batch size | Fashion-MNIST | **holds** |" in good
     assert "| MINC beats SCL at every batch size | Fashion-MNIST | **does not hold** |" in bad
     assert "raw pixels (784 values) | – | 83.00 | 83.00 |" in good
     for text in (good, bad):  # the old fixed paragraphs are gone
         assert "barely moves" not in text and "need far longer runs" not in text
+
+
+def test_recipe_verdict_and_trend_follow_the_curve():
+    rising = [
+        {"train_seconds": 60 * m, "linear": a} for m, a in ((5, 0.80), (10, 0.82), (20, 0.84))
+    ]
+    assert report.claim_beats_pixels(rising, 0.80, "linear", 60) == "holds"
+    assert report.claim_beats_pixels(rising, 0.86, "linear", 60) == "does not hold"
+    assert report.claim_beats_pixels(rising, 0.835, "linear", 60) == "inconclusive"
+    assert report.claim_beats_pixels(rising, 0.80, "linear", 4) == "inconclusive"  # none in time
+    # +2 points per doubling of time: 0.86 is one doubling after 20 minutes
+    assert report.minutes_to_reach(rising, 0.86, "linear") == pytest.approx(40, rel=0.01)
+    flat = [dict(p, linear=0.8) for p in rising]
+    assert report.minutes_to_reach(flat, 0.86, "linear") is None

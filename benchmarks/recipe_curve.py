@@ -1,0 +1,122 @@
+"""Accuracy against training time for one recipe, against the raw pixels and a random network.
+
+Trains a recipe through the ``minc-lightning`` CLI and, after chosen epochs, evaluates the
+frozen online backbone offline with the protocol of ``minc-lightning-eval`` (weighted kNN,
+k=200, T=0.1; a linear classifier, 100 epochs, on standardised features), on the recipe's own
+training and validation splits under the eval transform. The same protocol scores the raw
+pixels and the randomly initialised network. Evaluation time is not counted as training time.
+
+    python benchmarks/recipe_curve.py --config configs/fashion_mnist.yaml   # about 70 minutes
+    python benchmarks/recipe_curve.py --config configs/quickstart.yaml --eval_epochs 1 3
+
+Writes ``docs/data/recipe_<config name>.json``; ``benchmarks/report.py`` draws it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from common import DATA, ROOT
+from lightning.pytorch import Callback
+
+from minc_lightning.cli import run_cli
+from minc_lightning.evaluate import (
+    Pixels,
+    extract_features,
+    knn_accuracy,
+    linear_accuracy,
+    reinitialise,
+)
+
+
+def score(backbone: torch.nn.Module, dm, classes: int) -> dict[str, float]:
+    """kNN and linear top-1 of ``backbone``'s features, as ``minc-lightning-eval`` computes them."""
+    cpu = torch.device("cpu")
+    xtr, ytr = extract_features(backbone, dm.eval_dataloader("train"), cpu)
+    xte, yte = extract_features(backbone, dm.eval_dataloader("val"), cpu)
+    return {
+        "knn": knn_accuracy(xtr, ytr, xte, yte, classes, k=200, temperature=0.1)["top1"],
+        "linear": linear_accuracy(xtr, ytr, xte, yte, classes, epochs=100)["top1"],
+    }
+
+
+class Curve(Callback):
+    """Offline accuracy after the epochs in ``epochs``; training seconds exclude evaluation."""
+
+    def __init__(self, epochs: list[int], out: Path, meta: dict) -> None:
+        self.epochs = set(epochs)
+        self.out = out
+        self.result = {**meta, "points": [], "baselines": {}}
+        self.train_seconds = 0.0
+        self.started = 0.0
+
+    def save(self) -> None:
+        self.out.write_text(json.dumps(self.result, indent=1))
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        dm = trainer.datamodule
+        for name, net in (("pixels", Pixels()), ("random_init", self.random(pl_module))):
+            self.result["baselines"][name] = score(net, dm, dm.num_classes)
+            print(f"baseline {name}: {self.result['baselines'][name]}", flush=True)
+        self.save()
+        self.started = time.time()
+
+    @staticmethod
+    def random(pl_module) -> torch.nn.Module:
+        """A copy of the recipe's backbone (before training) with every weight re-initialised."""
+        torch.manual_seed(0)
+        return reinitialise(copy.deepcopy(pl_module.backbone))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.train_seconds += time.time() - self.started
+        epoch = trainer.current_epoch + 1
+        if epoch in self.epochs or epoch == trainer.max_epochs:
+            dm = trainer.datamodule
+            point = {"epoch": epoch, "train_seconds": self.train_seconds}
+            point |= score(pl_module.backbone, dm, dm.num_classes)
+            self.result["points"].append(point)
+            print(f"epoch {epoch}: {point}", flush=True)
+            self.save()
+        self.started = time.time()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", type=Path, default=ROOT / "configs" / "fashion_mnist.yaml")
+    p.add_argument("--eval_epochs", type=int, nargs="+", default=[1, 2, 4, 8, 12])
+    p.add_argument("--out", type=Path, default=DATA)
+    p.add_argument("--run_dir", type=Path, default=ROOT / "runs" / "recipe_curve")
+    p.add_argument("cli_args", nargs="*", help="more CLI arguments, e.g. --trainer.max_epochs=4")
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"recipe_{args.config.stem}.json"
+    meta = {
+        "config": args.config.read_text(),
+        "cli_args": args.cli_args,
+        "threads": torch.get_num_threads(),
+    }
+    curve = Curve(args.eval_epochs, out, meta)
+    sys.argv = sys.argv[:1]  # the CLI below reads its own arguments, not this script's
+    cli = run_cli(  # built, not run: this script calls fit with the curve callback added
+        [
+            f"--config={args.config}",
+            f"--trainer.default_root_dir={args.run_dir}",
+            f"--trainer.logger.init_args.save_dir={args.run_dir}",
+            "--trainer.enable_progress_bar=false",
+            *args.cli_args,
+        ],
+        run=False,
+    )
+    cli.trainer.callbacks.append(curve)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
