@@ -163,16 +163,18 @@ class MINCLightningCLI(LightningCLI):
             # a log file, not a terminal: plain lines instead of carriage-return bar updates
             callbacks = self.trainer_defaults["callbacks"]
             self.trainer_defaults["callbacks"] = [*callbacks, LineProgress()]
+        resumed: dict = {}
         if self.subcommand == "fit":
             root = Path(trainer.get("default_root_dir") or ".")
             config["ckpt_path"] = self.resolve_ckpt_path(config.get("ckpt_path"), root)
-        self.configure_wandb(config)
+            # read once, now: a damaged checkpoint is named before anything starts
+            resumed = load_checkpoint(config["ckpt_path"]) if config["ckpt_path"] else {}
+        self.configure_wandb(config, resumed.get(WANDB_ID_KEY))
 
     @staticmethod
     def resolve_ckpt_path(ckpt_path: str | None, root: Path) -> str | None:
         """``last``: the run's latest checkpoint, an error when there is none;
-        ``last_if_present``: the same, or None (start afresh). Any checkpoint to resume is read
-        now, so a damaged one is named before anything starts."""
+        ``last_if_present``: the same, or None (start afresh)."""
         if ckpt_path in ("last", RESUME_IF_PRESENT):
             found = find_last(root / "checkpoints")
             if found is None and ckpt_path == "last":
@@ -185,12 +187,11 @@ class MINCLightningCLI(LightningCLI):
                 rank_zero_info(f"minc-lightning: no checkpoint in {root / 'checkpoints'} yet")
             ckpt_path = str(found) if found else None
         if ckpt_path:
-            load_checkpoint(ckpt_path)
             rank_zero_info(f"minc-lightning: resuming from {ckpt_path}")
         return ckpt_path
 
-    def configure_wandb(self, config) -> None:
-        """Offline W&B without credentials or server; a resumed run keeps its W&B run id."""
+    def configure_wandb(self, config, run_id: str | None) -> None:
+        """Offline W&B without credentials or server; a resumed run keeps its W&B ``run_id``."""
         logger = config.get("trainer", {}).get("logger")
         loggers = logger if isinstance(logger, list) else [logger]
         wandb_logger = next(
@@ -210,12 +211,9 @@ class MINCLightningCLI(LightningCLI):
                 "the run later."
             )
             os.environ["WANDB_MODE"] = "offline"
-        ckpt_path = config.get("ckpt_path")
-        if ckpt_path:
-            run_id = load_checkpoint(ckpt_path).get(WANDB_ID_KEY)
-            if run_id:
-                wandb_logger.init_args.id = run_id  # WandbLogger resumes a given id
-                rank_zero_info(f"minc-lightning: resuming W&B run {run_id}")
+        if run_id:
+            wandb_logger.init_args.id = run_id  # WandbLogger resumes a given id
+            rank_zero_info(f"minc-lightning: resuming W&B run {run_id}")
 
     def before_fit(self) -> None:
         """Every folder the run writes to is writable before any step is taken."""
