@@ -181,3 +181,28 @@ def test_recipe_verdict_and_trend_follow_the_curve():
     assert report.minutes_to_reach(rising, 0.86, "linear") == pytest.approx(40, rel=0.01)
     flat = [dict(p, linear=0.8) for p in rising]
     assert report.minutes_to_reach(flat, 0.86, "linear") is None
+
+
+def test_recipe_rows_follow_the_curve(tmp_path):
+    def recipe(linear: float) -> dict:
+        points = [
+            {"epoch": e, "train_seconds": 600 * e, "knn": 0.5, "linear": linear + e / 100}
+            for e in (1, 2, 4)
+        ]
+        return {
+            "points": points,
+            "threads": 2,
+            "baselines": {
+                "pixels": {"knn": 0.8, "linear": 0.8},
+                "random_init": {"knn": 0.4, "linear": 0.7},
+            },
+        }
+
+    row = (
+        "| (baseline) `configs/toy.yaml` beats the raw pixels in 60 minutes, linear | Fashion-MNIST"
+    )
+    report.write_report({}, tmp_path, recipes={"toy": recipe(0.85)})
+    assert f"{row} | **holds** |" in (tmp_path / "results.md").read_text()
+    report.write_report({}, tmp_path, recipes={"toy": recipe(0.70)})
+    assert f"{row} | **does not hold** |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "recipe_toy.png").is_file()
