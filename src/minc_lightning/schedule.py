@@ -34,12 +34,11 @@ class WarmupCosine(torch.optim.lr_scheduler.LambdaLR):
         return cosine_warmup_schedule(min(step, total), total, 1.0, 0.001, min(warmup, total), 0.0)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"last_epoch": self.last_epoch, "_step_count": self._step_count}
+        return {"last_epoch": self.last_epoch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the step count only (the horizon and base learning rates are this run's)."""
         self.last_epoch = state_dict["last_epoch"]
-        self._step_count = state_dict["_step_count"]
         self.refresh()
 
     def refresh(self) -> None:
@@ -49,7 +48,6 @@ class WarmupCosine(torch.optim.lr_scheduler.LambdaLR):
         lrs = [base * self.factor(self.last_epoch) for base in self.base_lrs]
         for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
             group["lr"] = lr
-        self._last_lr = lrs
 
 
 def run_horizon(trainer: Trainer, warmup_epochs: float) -> tuple[int, int]:
