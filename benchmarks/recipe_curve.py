@@ -22,28 +22,19 @@ import time
 from pathlib import Path
 
 import torch
-from common import DATA, ROOT
+from common import DATA, ROOT, score
 from lightning.pytorch import Callback
 
 from minc_lightning.cli import run_cli
 from minc_lightning.evaluate import (
     Pixels,
-    extract_features,
-    knn_accuracy,
-    linear_accuracy,
     reinitialise,
 )
 
 
-def score(backbone: torch.nn.Module, dm, classes: int) -> dict[str, float]:
-    """kNN and linear top-1 of ``backbone``'s features, as ``minc-lightning-eval`` computes them."""
-    cpu = torch.device("cpu")
-    xtr, ytr = extract_features(backbone, dm.eval_dataloader("train"), cpu)
-    xte, yte = extract_features(backbone, dm.eval_dataloader("val"), cpu)
-    return {
-        "knn": knn_accuracy(xtr, ytr, xte, yte, classes, k=200, temperature=0.1)["top1"],
-        "linear": linear_accuracy(xtr, ytr, xte, yte, classes, epochs=100)["top1"],
-    }
+def readme_score(backbone: torch.nn.Module, dm) -> dict[str, float]:
+    """kNN (k=200) and linear (100 epochs) top-1, as ``minc-lightning-eval`` scores by default."""
+    return score(backbone, dm, torch.device("cpu"), knn_k=200, linear_epochs=100)
 
 
 class Curve(Callback):
@@ -62,7 +53,7 @@ class Curve(Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         dm = trainer.datamodule
         for name, net in (("pixels", Pixels()), ("random_init", self.random(pl_module))):
-            self.result["baselines"][name] = score(net, dm, dm.num_classes)
+            self.result["baselines"][name] = readme_score(net, dm)
             print(f"baseline {name}: {self.result['baselines'][name]}", flush=True)
         self.save()
         self.started = time.time()
@@ -79,7 +70,7 @@ class Curve(Callback):
         if epoch in self.epochs or epoch == trainer.max_epochs:
             dm = trainer.datamodule
             point = {"epoch": epoch, "train_seconds": self.train_seconds}
-            point |= score(pl_module.backbone, dm, dm.num_classes)
+            point |= readme_score(pl_module.backbone, dm)
             self.result["points"].append(point)
             print(f"epoch {epoch}: {point}", flush=True)
             self.save()

@@ -32,12 +32,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from common import DATA, ROOT, quiet_trainer
+from common import DATA, ROOT, quiet_trainer, score
 
 from minc_lightning.backbones import ConvNet, ResNet
 from minc_lightning.data import MINCDataModule
-from minc_lightning.diagnostics import lambda_diagnostics
-from minc_lightning.evaluate import Pixels, extract_features, knn_accuracy, linear_accuracy
+from minc_lightning.diagnostics import lambda_diagnostics, lambda_eigenvalues
+from minc_lightning.evaluate import Pixels
 from minc_lightning.loss import MINCLoss
 from minc_lightning.module import MINCModule
 from minc_lightning.objectives import OBJECTIVES
@@ -68,7 +68,7 @@ class LambdaTrace(L.Callback):
                     "offdiag_ratio": stats["offdiag_ratio"],
                     "diag_sorted": stats["diag_sorted"],
                     "diag": lam.diagonal().tolist(),
-                    "eig": torch.linalg.eigvalsh((lam + lam.T) / 2).flip(0).tolist(),
+                    "eig": lambda_eigenvalues(lam).tolist(),
                 }
             )
 
@@ -136,16 +136,12 @@ def train_and_evaluate(
     if train:
         trainer.fit(model, dm)
     seconds = time.time() - start
-    device = torch.device(args.device)
-    xtr, ytr = extract_features(model.backbone, dm.eval_dataloader("train"), device)
-    xte, yte = extract_features(model.backbone, dm.eval_dataloader("val"), device)
     result = {
         "objective": objective,
         "batch_size": batch_size,
         "seed": seed,
         "overrides": {k: v for k, v in overrides.items() if not isinstance(v, torch.nn.Module)},
-        "knn": knn_accuracy(xtr, ytr, xte, yte, 10, k=args.knn_k)["top1"],
-        "linear": linear_accuracy(xtr, ytr, xte, yte, 10, epochs=args.linear_epochs)["top1"],
+        **score(model.backbone, dm, torch.device(args.device), args.knn_k, args.linear_epochs),
         "train_seconds": seconds,
         "steps": trainer.global_step,
         "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
@@ -158,14 +154,8 @@ def train_and_evaluate(
 def pixel_baseline(args: argparse.Namespace) -> dict:
     """The same kNN and linear protocol on the raw pixels of the normalised eval images (784
     values: the three channels of a grayscale image are one): the baseline to beat."""
-    dm, device = data(args, 256), torch.device("cpu")
-    xtr, ytr = extract_features(Pixels(), dm.eval_dataloader("train"), device)
-    xte, yte = extract_features(Pixels(), dm.eval_dataloader("val"), device)
-    return {
-        "objective": "pixels",
-        "knn": knn_accuracy(xtr, ytr, xte, yte, 10, k=args.knn_k)["top1"],
-        "linear": linear_accuracy(xtr, ytr, xte, yte, 10, epochs=args.linear_epochs)["top1"],
-    }
+    scores = score(Pixels(), data(args, 256), torch.device("cpu"), args.knn_k, args.linear_epochs)
+    return {"objective": "pixels", **scores}
 
 
 def gradient_variance(

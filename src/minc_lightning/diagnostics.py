@@ -8,6 +8,13 @@ from torch import Tensor
 
 
 @torch.no_grad()
+def lambda_eigenvalues(second_moment: Tensor) -> Tensor:
+    """Eigenvalues of Λ's symmetric part, largest first (tril's asymmetry is left out)."""
+    lam = second_moment.float()
+    return torch.linalg.eigvalsh((lam + lam.T) / 2).flip(0)
+
+
+@torch.no_grad()
 def lambda_diagnostics(second_moment: Tensor, top_k: int = 4) -> dict[str, float]:
     """Trace, off-diagonal energy ratio ‖Λ - diag Λ‖²_F / ‖Λ‖²_F and the ``top_k`` eigenvalues.
 
@@ -19,7 +26,7 @@ def lambda_diagnostics(second_moment: Tensor, top_k: int = 4) -> dict[str, float
     lam = (lam + lam.T) / 2
     diag = lam.diagonal()
     total = lam.square().sum().clamp_min(1e-12)
-    eig = torch.linalg.eigvalsh(lam).flip(0)
+    eig = lambda_eigenvalues(lam)
     out = {
         "trace": diag.sum().item(),
         "offdiag_ratio": ((total - diag.square().sum()) / total).item(),

@@ -58,12 +58,6 @@ def model_from_checkpoint(
     return model
 
 
-def first_line(err: BaseException) -> str:
-    """The first line of an exception's message, or its type when the message is empty."""
-    lines = str(err).strip().splitlines()
-    return f"{lines[0]} ..." if lines else type(err).__name__
-
-
 @torch.no_grad()
 def extract_features(
     backbone: nn.Module,

@@ -40,7 +40,7 @@ def export(ckpt: str, out: str, network: Literal["online", "target"] = "online")
     """
     check("minc-lightning-export", network=(network, one_of(("online", "target"))))
     model = model_from_checkpoint(ckpt)
-    if network == "target" and not hasattr(model, "target_backbone"):
+    if network == "target" and not model.objective.uses_target:
         raise ValueError(f"{ckpt}: objective {model.hparams.objective!r} has no target network")
     backbone = model.target_backbone if network == "target" else model.backbone
     path = Path(out)

@@ -48,18 +48,22 @@ class NonFiniteGuard:
     def before_step(self, module: LightningModule, optimizer: torch.optim.Optimizer) -> None:
         """Decide whether the coming optimizer step is taken; raise when it must not be."""
         step = module.global_step
-        if not bool(total_norm(module.parameters()).isfinite()):  # the same on every process
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        finite = self.finite.to(module.device)
+        if grads:
+            finite = finite & total_norm(grads).isfinite()
+        # weights (the same on every process) and this step's losses and gradients: one sync
+        weights_finite, finite = torch.stack(
+            [total_norm(module.parameters()).isfinite().to(finite.device), finite]
+        ).tolist()
+        if not weights_finite:
             raise FloatingPointError(
                 f"MINCModule: the weights became non-finite at optimizer step {step - 1} (the "
                 "last step taken); the run cannot continue. Lower the learning rate (lr="
                 f"{module.hparams.lr}) or enable normalisation (mu)."
             )
-        grads = [p.grad for p in module.parameters() if p.grad is not None]
-        finite = self.finite.to(module.device)
-        if grads:
-            finite = finite & total_norm(grads).isfinite()
         self.finite = torch.tensor(True)
-        self.skip = module.trainer.strategy.reduce_boolean_decision(not bool(finite), all=False)
+        self.skip = module.trainer.strategy.reduce_boolean_decision(not finite, all=False)
         if not self.skip:
             return
         self.skipped += 1

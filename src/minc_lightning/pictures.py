@@ -8,19 +8,20 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display is needed or wanted
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
 from lightning.pytorch import Callback, LightningModule, Trainer  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from minc_lightning.diagnostics import lambda_eigenvalues  # noqa: E402
+
 
 def draw_lambda(second_moment: Tensor, title: str = "") -> Figure:
     """Λ as a heat map (symmetric colour scale) beside its eigenvalues and diagonal, in order.
     Under tril(Λ) the map should become diagonal with entries decreasing along it."""
     lam = second_moment.detach().float().cpu()
-    eig = torch.linalg.eigvalsh((lam + lam.T) / 2).flip(0).clamp_min(1e-12)
+    eig = lambda_eigenvalues(lam).clamp_min(1e-12)
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8))
     scale = lam.abs().max().item() or 1.0
     image = left.imshow(lam.numpy(), cmap="RdBu_r", vmin=-scale, vmax=scale)
