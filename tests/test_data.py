@@ -251,7 +251,8 @@ def test_dataset_smaller_than_the_global_batch_names_processes(tmp_path):
 
     write_fashion_mnist(tmp_path, n_train=20)
     dm = MINCDataModule("fashion_mnist", str(tmp_path), batch_size=8, num_workers=0)
-    dm.trainer = SimpleNamespace(world_size=4)  # 4 processes × 8 > 20 images
+    cpu = SimpleNamespace(root_device=torch.device("cpu"))
+    dm.trainer = SimpleNamespace(world_size=4, strategy=cpu)  # 4 processes × 8 > 20 images
     with pytest.raises(ValueError, match=r"batch_size 8 × 4 processes"):
         dm.setup("fit")
 

@@ -50,9 +50,15 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_sigkill_mid_epoch_then_resume_is_bit_exact(tmp_path):
+@pytest.mark.parametrize("augment_on", ["loader", "device"])
+def test_sigkill_mid_epoch_then_resume_is_bit_exact(tmp_path, augment_on):
     write_fashion_mnist(tmp_path / "data", n_train=64, n_test=8)  # 8 batches per epoch
-    straight = run(fit_command(tmp_path / "data", tmp_path / "straight"), tmp_path)
+    data = tmp_path / "data"
+
+    def fit(run_dir: Path, *extra: str) -> list[str]:
+        return fit_command(data, run_dir, [f"--data.augment_on={augment_on}", *extra])
+
+    straight = run(fit(tmp_path / "straight"), tmp_path)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     crash_cfg = tmp_path / "crash.yaml"
@@ -60,17 +66,13 @@ def test_sigkill_mid_epoch_then_resume_is_bit_exact(tmp_path):
         "trainer:\n  callbacks:\n    - class_path: crash.KillAt\n"
         "      init_args:\n        step: 11\n"
     )
-    killed = run(
-        fit_command(tmp_path / "data", tmp_path / "crashed", [f"--config={crash_cfg}"]), tmp_path
-    )
+    killed = run(fit(tmp_path / "crashed", f"--config={crash_cfg}"), tmp_path)
     assert killed.returncode == -signal.SIGKILL
     last = tmp_path / "crashed" / "checkpoints" / "last.ckpt"
     step = torch.load(last, weights_only=True)["global_step"]
     assert 8 < step < 16  # the last checkpoint is in the middle of the second epoch
 
-    resumed = run(
-        fit_command(tmp_path / "data", tmp_path / "crashed", ["--ckpt_path=last"]), tmp_path
-    )
+    resumed = run(fit(tmp_path / "crashed", "--ckpt_path=last"), tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(last, weights_only=True)

@@ -1,9 +1,14 @@
 """MINCDataModule: two BYOL views per image (lightly's transforms) for the usual SSL datasets.
 
-Training batches are ``([view1, view2], labels)`` with label -1 for unlabelled images. The
-default augmentation yields the views as uint8 and ``on_after_batch_transfer`` normalises them
-on the device, so that MINCModule receives its contract's float views (a float view costs four
-times the bytes to collate, pin and copy). Validation batches are float ``(image, label)`` under
+Training batches are ``([view1, view2], labels)`` with label -1 for unlabelled images, once
+``on_after_batch_transfer`` has run on the device. Where the views are made is ``augment_on``:
+
+* ``"loader"``: lightly's view transforms run per image in the loader workers and yield uint8;
+  the hook only normalises (a float view costs four times the bytes to collate, pin and copy);
+* ``"device"``: the workers only draw the parameters, decode and (for images of varying size)
+  crop; the hook applies the rest to the whole batch (``minc_lightning.augment``).
+
+Validation batches are float ``(image, label)`` under
 a deterministic eval transform (resize, centre crop, normalise). The datasets, their presets
 and readers are the table ``minc_lightning.datasets.DATASETS``.
 """
@@ -24,12 +29,24 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from minc_lightning.augment import DeviceViews, LoaderViews, ViewRecipe, augment_batch
 from minc_lightning.checks import check, non_negative_int, one_of, optional, positive_int
 from minc_lightning.datasets import DATASETS, PRESETS, Preset, Source
 from minc_lightning.internals import batches_done_this_epoch
 from minc_lightning.sampling import SeededDataset, SeededSampler
 
-__all__ = ["DATASETS", "PRESETS", "MINCDataModule", "default_augmentation", "uint8_output"]
+__all__ = [
+    "DATASETS",
+    "PRESETS",
+    "MINCDataModule",
+    "default_augmentation",
+    "default_views",
+    "uint8_output",
+]
+
+# Where the views are made when training on the CPU (GPU: "device"); see README, "Augmentation
+# on the device", for the measurement (benchmarks/data_throughput.py) that chose it.
+CPU_AUGMENT_ON = "loader"
 
 
 def uint8_output(view: BYOLView1Transform | BYOLView2Transform) -> T.Compose:
@@ -43,7 +60,7 @@ def uint8_output(view: BYOLView1Transform | BYOLView2Transform) -> T.Compose:
     return T.Compose([*steps[:-1], T.PILToTensor()])
 
 
-def default_augmentation(preset: Preset, image_size: int) -> MultiViewTransform:
+def default_views(preset: Preset, image_size: int) -> tuple[BYOLView1Transform, BYOLView2Transform]:
     """BYOL's two asymmetric views with the preset's settings and lightly's other defaults."""
     common = dict(
         input_size=image_size,
@@ -54,7 +71,12 @@ def default_augmentation(preset: Preset, image_size: int) -> MultiViewTransform:
     blur, solarize = preset.gaussian_blur, preset.solarization_prob
     view_1 = BYOLView1Transform(**common, gaussian_blur=blur[0], solarization_prob=solarize[0])
     view_2 = BYOLView2Transform(**common, gaussian_blur=blur[1], solarization_prob=solarize[1])
-    return MultiViewTransform([uint8_output(view_1), uint8_output(view_2)])
+    return view_1, view_2
+
+
+def default_augmentation(preset: Preset, image_size: int) -> MultiViewTransform:
+    """The loader path's two-view transform: ``default_views`` yielding uint8."""
+    return MultiViewTransform([uint8_output(v) for v in default_views(preset, image_size)])
 
 
 def check_arguments(args: dict[str, Any]) -> None:
@@ -69,6 +91,7 @@ def check_arguments(args: dict[str, Any]) -> None:
         train_subset=(args["train_subset"], optional(positive_int)),
         val_subset=(args["val_subset"], optional(positive_int)),
         on_corrupt=(args["on_corrupt"], one_of(("raise", "skip"))),
+        augment_on=(args["augment_on"], optional(one_of(("device", "loader")))),
         seed=(args["seed"], non_negative_int),
     )
 
@@ -88,6 +111,11 @@ class MINCDataModule(LightningDataModule):
         augmentation: the two-view transform, e.g. lightly's ``BYOLTransform`` with its own
             views (None: BYOL's views with the dataset's preset, yielding uint8). Views it
             returns as uint8 are normalised on the device; float views are used as they are.
+            With ``augment_on="device"`` its views' parameters are read and applied on the
+            device instead.
+        augment_on: where the views are made: ``"loader"`` (per image, in the loader workers)
+            or ``"device"`` (per batch, on the training device; the workers only decode and
+            crop). None: "device" when training on a GPU, else ``CPU_AUGMENT_ON``.
         eval_resize: resize before the eval centre crop (None: preset).
         drop_last: drop the last incomplete training batch (keeps batch statistics and the
             spectral loss's negatives well defined).
@@ -109,6 +137,7 @@ class MINCDataModule(LightningDataModule):
         num_workers: int = 4,
         image_size: int | None = None,
         augmentation: MultiViewTransform | None = None,
+        augment_on: Literal["device", "loader"] | None = None,
         eval_resize: int | None = None,
         drop_last: bool = True,
         pin_memory: bool | None = None,
@@ -134,7 +163,9 @@ class MINCDataModule(LightningDataModule):
         self.drop_last = drop_last
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.image_size = image_size or self.preset.image_size
-        self.train_transform = augmentation or default_augmentation(self.preset, self.image_size)
+        self.augmentation = augmentation
+        self.augment_on = augment_on
+        self.recipes: tuple[ViewRecipe, ...] = ()
         self.eval_transform = self.build_eval_transform(eval_resize)
         # uint8 → float, minus mean, over std in one pass: (x - 255 m) / (255 s)
         self.shift = 255 * torch.tensor(self.preset.stats[0]).view(1, -1, 1, 1)
@@ -174,12 +205,34 @@ class MINCDataModule(LightningDataModule):
         indices = np.random.default_rng(0).permutation(len(dataset))[:n]
         return Subset(dataset, indices.tolist())
 
+    @property
+    def train_transform(self) -> MultiViewTransform | LoaderViews:
+        """The loader's transform of a training image under the resolved ``augment_on``."""
+        if self.resolve_augment_on() == "loader":
+            return self.augmentation or default_augmentation(self.preset, self.image_size)
+        views = (
+            self.augmentation.transforms
+            if self.augmentation is not None
+            else default_views(self.preset, self.image_size)
+        )
+        self.recipes = tuple(ViewRecipe.of(v) for v in views)
+        return LoaderViews(self.recipes, crop=self.entry.varied_sizes)
+
+    def resolve_augment_on(self) -> Literal["device", "loader"]:
+        """``augment_on``, or where the attached Trainer trains: "device" on a GPU."""
+        if self.augment_on is None:
+            on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type != "cpu"
+            self.augment_on = "device" if on_gpu else CPU_AUGMENT_ON
+        return self.augment_on
+
     # --- Lightning hooks ---------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and stage in (None, "fit"):
             self.train_set = self._subset(
                 self.build("train", self.train_transform), self.hparams.train_subset
             )
+            where = {"loader": "in the loader", "device": "on the device"}
+            rank_zero_info(f"MINCDataModule: views made {where[self.resolve_augment_on()]}")
             processes = self.trainer.world_size if self.trainer else 1
             if self.drop_last and len(self.train_set) < self.batch_size * processes:
                 raise ValueError(
@@ -221,15 +274,21 @@ class MINCDataModule(LightningDataModule):
         return 0 if self.trainer is None else batches_done_this_epoch(self.trainer)
 
     def normalize(self, images: Tensor) -> Tensor:
-        """uint8 images (B, C, H, W) as float32, normalised with the dataset's mean and std."""
+        """Images (B, C, H, W), uint8 or float in [0, 1], as float32 normalised with the
+        dataset's mean and std."""
         shift, scale = self.shift.to(images.device), self.scale.to(images.device)
-        return images.float().sub_(shift).div_(scale)
+        images = images.float() if images.dtype == torch.uint8 else images.mul(255)
+        return images.sub_(shift).div_(scale)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Normalise uint8 training views on the device the Trainer moved them to (validation
-        batches are float already and pass through). Outside a Trainer, call it on each batch
-        of ``train_dataloader()``: ``dm.on_after_batch_transfer(batch, 0)``."""
+        """Make the device-side views (``augment_on="device"``) or normalise the loader's uint8
+        views, on the device the Trainer moved them to (validation batches are float already
+        and pass through). Outside a Trainer, call it on each batch of ``train_dataloader()``:
+        ``dm.on_after_batch_transfer(batch, 0)``."""
         views = batch[0] if isinstance(batch, (list, tuple)) and batch else None
+        if isinstance(views, DeviceViews):
+            made = augment_batch(views, self.recipes)
+            return type(batch)([[self.normalize(v) for v in made], *batch[1:]])
         if isinstance(views, (list, tuple)) and all(
             isinstance(v, Tensor) and v.dtype == torch.uint8 for v in views
         ):

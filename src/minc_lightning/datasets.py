@@ -297,9 +297,15 @@ class CheckedImageFolder(torchvision.datasets.ImageFolder):
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         path, target = self.samples[index]
+        # a transform with `from_file` decodes the lazily opened file itself (e.g. at a
+        # reduced scale); any other is given the fully decoded RGB image
+        from_file = getattr(self.transform, "from_file", None)
         try:
             with open(path, "rb") as f:
-                image = to_rgb(Image.open(f))  # converting forces a full decode
+                image = Image.open(f)
+                if from_file is not None:
+                    return from_file(image), target
+                image = to_rgb(image)  # converting forces a full decode
         except (OSError, SyntaxError, ValueError) as err:
             if self.on_corrupt == "raise":
                 raise OSError(
@@ -351,12 +357,14 @@ Reader = Callable[[Source, Split, Callable | None], Dataset | None]
 @dataclass(frozen=True)
 class DatasetEntry:
     """One dataset: its preset, its reader (None for a split it does not have), whether it needs
-    ``root``, and for image folders the class names of the training split (the label order)."""
+    ``root``, for image folders the class names of the training split (the label order), and
+    whether its images differ in size."""
 
     preset: Preset
     read: Reader
     needs_root: bool = False
     classes: Callable[[Source], list[str]] | None = None
+    varied_sizes: bool = False  # images of many sizes (folders): crop them in the loader
 
 
 def imagenet100_classes() -> list[str]:
@@ -425,12 +433,16 @@ def _images(
 DATASETS: dict[str, DatasetEntry] = {
     # BYOL's ImageNet recipe: 224 px crops, asymmetric blur and solarisation.
     "imagenet": DatasetEntry(
-        Preset(224, 256, num_classes=1000), partial(_images, None, "error", True), True
+        Preset(224, 256, num_classes=1000),
+        partial(_images, None, "error", True),
+        True,
+        varied_sizes=True,
     ),
     "imagenet100": DatasetEntry(
         Preset(224, 256, num_classes=100),
         partial(_images, lambda src: imagenet100_classes(), "ignore", True),
         True,
+        varied_sizes=True,
     ),
     # 32 px, no blur (blurring a 32 px image destroys it), as solo-learn and lightly do.
     "cifar10": DatasetEntry(
@@ -457,7 +469,11 @@ DATASETS: dict[str, DatasetEntry] = {
     ),
     # any root/train/<class>/<image> (+ root/val/<class>/<image>) or root/<class>/<image> tree
     "folder": DatasetEntry(
-        Preset(224, 256), partial(_images, None, "error", False), True, folder_classes
+        Preset(224, 256),
+        partial(_images, None, "error", False),
+        True,
+        folder_classes,
+        varied_sizes=True,
     ),
 }
 PRESETS: dict[str, Preset] = {name: entry.preset for name, entry in DATASETS.items()}
