@@ -40,9 +40,10 @@ def readme_score(backbone: torch.nn.Module, dm) -> dict[str, float]:
 class Curve(Callback):
     """Offline accuracy after the epochs in ``epochs``; training seconds exclude evaluation."""
 
-    def __init__(self, epochs: list[int], out: Path, meta: dict) -> None:
+    def __init__(self, epochs: list[int], out: Path, meta: dict, baselines: bool = True) -> None:
         self.epochs = set(epochs)
         self.out = out
+        self.baselines = baselines
         self.result = {**meta, "points": [], "baselines": {}}
         self.train_seconds = 0.0
         self.started = 0.0
@@ -53,6 +54,8 @@ class Curve(Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         dm = trainer.datamodule
         for name, net in (("pixels", Pixels()), ("random_init", self.random(pl_module))):
+            if not self.baselines:
+                break
             self.result["baselines"][name] = readme_score(net, dm)
             print(f"baseline {name}: {self.result['baselines'][name]}", flush=True)
         self.save()
@@ -92,21 +95,25 @@ def main() -> None:
         "cli_args": args.cli_args,
         "threads": torch.get_num_threads(),
     }
-    curve = Curve(args.eval_epochs, out, meta)
+    fit_with_curve(Curve(args.eval_epochs, out, meta), args.config, args.run_dir, args.cli_args)
+    print(f"wrote {out}")
+
+
+def fit_with_curve(curve: Curve, config: Path, run_dir: Path, cli_args: list[str]) -> None:
+    """``minc-lightning fit --config config`` with the curve's callback added."""
     sys.argv = sys.argv[:1]  # the CLI below reads its own arguments, not this script's
-    cli = run_cli(  # built, not run: this script calls fit with the curve callback added
+    cli = run_cli(  # built, not run: fit is called here with the curve callback added
         [
-            f"--config={args.config}",
-            f"--trainer.default_root_dir={args.run_dir}",
-            f"--trainer.logger.init_args.save_dir={args.run_dir}",
+            f"--config={config}",
+            f"--trainer.default_root_dir={run_dir}",
+            f"--trainer.logger.init_args.save_dir={run_dir}",
             "--trainer.enable_progress_bar=false",
-            *args.cli_args,
+            *cli_args,
         ],
         run=False,
     )
     cli.trainer.callbacks.append(curve)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
