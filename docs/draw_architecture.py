@@ -11,8 +11,8 @@ steps = [
     ("config\nconfigs/*.yaml", "YAML: trainer, model,\ndata, checkpoint"),
     ("CLI\ncli.py", "LightningCLI; links\ndata.batch_size → model"),
     ("data module\ndata.py", "DATASETS table\n(datasets.py): preset,\nreader"),
-    ("loader\nsampling.py", "uint8 views, seeded by\n(seed, epoch, position)"),
-    ("device\non_after_batch_transfer", "normalise whole batches"),
+    ("loader\nsampling.py", "uint8 views, or crops and\nparameters (device mode);\nseeded by (seed, epoch,\nposition)"),
+    ("device\non_after_batch_transfer", "augment.py: batched\nflip, jitter, gray, blur,\nsolarise; normalise"),
     ("module\nmodule.py", "backbone → projector →\npredictor; EMA target;\nguard.py, probe.py"),
     ("loss\nobjectives.py", "OBJECTIVES: loss.py (MINC, Λ),\nbaselines.py (SCL, BYOL)"),
 ]

@@ -215,14 +215,37 @@ class LoaderViews:
 
 # --- the device's part -------------------------------------------------------------------------
 def crop(images: Tensor, params: Tensor, size: tuple[int, int]) -> Tensor:
-    """Each image's random resized crop (bilinear, antialiased: torchvision's resized_crop on
-    each image; crops differ in shape, so they cannot share one batched call)."""
-    boxes = params[:, :4].round().long().tolist()
-    return torch.stack(
-        [
-            TF.resized_crop(x, top, left, h, w, list(size), antialias=True)
-            for x, (top, left, h, w) in zip(images, boxes, strict=True)
-        ]
+    """Each image's random resized crop, as torchvision's ``resized_crop`` (bilinear,
+    antialiased) makes it. Crops no larger than the output (always so when a fixed-size
+    dataset keeps its size) are upsampled, where antialiasing does nothing: one batched
+    bilinear sampling does them all. Larger crops are resized one by one."""
+    boxes = params[:, :4].round()
+    out_h, out_w = size
+    shrinks = (boxes[:, HEIGHT] > out_h) | (boxes[:, WIDTH] > out_w)
+    out = upsample_crops(images, boxes, size)
+    for i in shrinks.nonzero().flatten().tolist():
+        top, left, h, w = (int(v) for v in boxes[i].tolist())
+        out[i] = TF.resized_crop(images[i], top, left, h, w, list(size), antialias=True)
+    return out
+
+
+def upsample_crops(images: Tensor, boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize of each box (top, left, height, width) to ``size`` by sampling the
+    whole image at the points ``interpolate`` samples inside the crop (align_corners=False,
+    clamped to the crop's edge pixels), so no pixel outside a box contributes."""
+    rows, columns = images.shape[-2:]
+
+    def points(start: Tensor, extent: Tensor, out: int, full: int) -> Tensor:
+        centres = torch.arange(out, device=images.device, dtype=images.dtype) + 0.5
+        source = centres * (extent / out).unsqueeze(1) - 0.5  # (B, out), in the crop's pixels
+        source = torch.minimum(source.clamp(min=0), (extent - 1).unsqueeze(1))
+        return (2 * (start.unsqueeze(1) + source) + 1) / full - 1  # grid_sample's coordinates
+
+    ys = points(boxes[:, TOP], boxes[:, HEIGHT], size[0], rows)
+    xs = points(boxes[:, LEFT], boxes[:, WIDTH], size[1], columns)
+    grid = torch.stack(torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), dim=-1)
+    return torch.nn.functional.grid_sample(
+        images, grid, mode="bilinear", padding_mode="border", align_corners=False
     )
 
 
