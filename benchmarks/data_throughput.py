@@ -15,15 +15,17 @@ Parts (``--parts``, all by default except ``quickstart``):
 * ``quickstart``: ``configs/quickstart.yaml`` in each mode, with ``--seeds``: training wall
   time and the frozen backbone's kNN / linear accuracy (``minc-lightning-eval``'s protocol).
   Writes ``docs/data/augment_quickstart.json``; about 5 minutes per run on 2 CPU cores.
+* ``plot``: draws ``docs/data_path.png`` from the two JSON files, and prints the verdicts.
 
     python benchmarks/data_throughput.py
-    python benchmarks/data_throughput.py --parts quickstart --seeds 0 1
+    python benchmarks/data_throughput.py --parts quickstart plot --seeds 0 1
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +37,7 @@ from common import DATA, ROOT
 from lightly.transforms.multi_view_transform import MultiViewTransform
 from PIL import Image
 
-from minc_lightning.data import MINCDataModule
+from minc_lightning.data import MINCDataModule, default_views
 from minc_lightning.datasets import ArrayDataset
 
 MODES = ("loader", "device")
@@ -47,7 +49,7 @@ def lightly_transform(dm: MINCDataModule) -> MultiViewTransform:
     return MultiViewTransform(
         [
             T.Compose([*view.transform.transforms[:-1], T.ToTensor(), T.Normalize(*stats)])
-            for view in dm.train_transform.transforms
+            for view in default_views(dm.preset, dm.image_size)
         ]
     )
 
@@ -226,6 +228,72 @@ def quickstart(seeds: list[int], out: Path) -> None:
     print(f"wrote {out}")
 
 
+def verdicts(measured: dict, quick: dict) -> list[str]:
+    """The issue's two targets and the CPU default, judged from the numbers: the loader cost at
+    224 px at least 3× lower in device mode; quickstart accuracy equal within seed noise (the
+    difference of the mode means within two standard errors of that difference, from the seed
+    spread); the CPU default is the mode with the lower mean quickstart training time."""
+    jpeg = next(v for k, v in measured["loader_ms_per_sample"].items() if k.startswith("224"))
+    ratio = jpeg["loader"] / jpeg["device"]
+    met = "met" if ratio >= 3 else "not met"
+    lines = [f"loader cost at 224 px, loader/device = {ratio:.1f}× (target ≥ 3×): {met}"]
+
+    def by_mode(key: str, scale: float = 1.0) -> dict[str, np.ndarray]:
+        return {
+            m: scale * np.array([r[key] for r in quick["runs"] if r["augment_on"] == m])
+            for m in MODES
+        }
+
+    for metric in ("knn", "linear"):
+        points = by_mode(metric, 100.0)  # accuracies are stored as fractions
+        difference = points["device"].mean() - points["loader"].mean()
+        se = math.sqrt(sum(v.var(ddof=1) / len(v) for v in points.values()))
+        equal = "equal within seed noise" if abs(difference) <= 2 * se else "differs"
+        lines.append(
+            f"quickstart {metric}: device − loader = {difference:+.2f} points, "
+            f"2 SE = {2 * se:.2f}: {equal}"
+        )
+    seconds = {m: v.mean() for m, v in by_mode("train_seconds").items()}
+    faster = min(seconds, key=seconds.get)
+    lines.append(
+        "quickstart training time, mean: "
+        + ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items())
+        + f": faster on the CPU: {faster}"
+    )
+    return lines
+
+
+def plot(measured: dict, quick: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (cost, accuracy) = plt.subplots(1, 2, figsize=(11, 3.8))
+    labels = list(measured["loader_ms_per_sample"])
+    for i, mode in enumerate(MODES):
+        values = [measured["loader_ms_per_sample"][k][mode] for k in labels]
+        bars = cost.bar(np.arange(len(labels)) + (i - 0.5) * 0.38, values, 0.38, label=mode)
+        cost.bar_label(bars, fmt="%.2f", fontsize=8)
+    cost.set_xticks(range(len(labels)), [k.split(" (")[0] for k in labels], fontsize=8)
+    cost.set_ylabel("loader CPU ms per two-view sample")
+    cost.set_title("What the loader costs, per augment_on")
+    cost.legend(title="augment_on")
+    for i, mode in enumerate(MODES):
+        runs = [r for r in quick["runs"] if r["augment_on"] == mode]
+        for j, metric in enumerate(("knn", "linear")):
+            xs = np.full(len(runs), j + (i - 0.5) * 0.3)
+            points = [100 * r[metric] for r in runs]  # stored as fractions
+            accuracy.scatter(xs, points, color=f"C{i}", label=mode if j == 0 else None)
+    accuracy.set_xticks([0, 1], ["kNN top-1", "linear top-1"])
+    accuracy.set_xlim(-0.6, 1.6)
+    accuracy.set_ylabel("Fashion-MNIST validation accuracy (%)")
+    accuracy.set_title("Quickstart, one point per seed")
+    accuracy.legend(title="augment_on")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", default=["overhead", "loader", "device"])
@@ -238,17 +306,23 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DATA)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    measured = {"threads": torch.get_num_threads()}
+    file = args.out / "data_throughput.json"  # parts measured now replace those of before
+    measured = json.loads(file.read_text()) if file.exists() else {}
+    measured["threads"] = torch.get_num_threads()
     if "overhead" in args.parts:
         overhead(args.images, args.batch_size)
     if "loader" in args.parts:
         measured["loader_ms_per_sample"] = loader_cost(args.images, args.jpegs, args.batch_size)
     if "device" in args.parts:
         measured["device_side"] = device_cost(args.device, args.repeats)
-    if len(measured) > 1:
-        (args.out / "data_throughput.json").write_text(json.dumps(measured, indent=1))
+    if {"loader", "device"} & set(args.parts):
+        file.write_text(json.dumps(measured, indent=1))
     if "quickstart" in args.parts:
         quickstart(args.seeds, args.out / "augment_quickstart.json")
+    if "plot" in args.parts:
+        quick = json.loads((args.out / "augment_quickstart.json").read_text())
+        print("\n".join(verdicts(measured, quick)))
+        plot(measured, quick, ROOT / "docs" / "data_path.png")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ processes, any image mode and size)."""
 import inspect
 import itertools
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +21,8 @@ from PIL import Image
 from minc_lightning import augment as A
 from minc_lightning import sampling
 from minc_lightning.data import PRESETS, MINCDataModule, default_views
+
+TESTS = Path(__file__).parent
 
 
 def recipes(dataset: str = "imagenet", size: int | None = None) -> tuple[A.ViewRecipe, ...]:
@@ -123,6 +129,8 @@ def test_recipes_are_lightlys_view_values_and_the_presets():
 def test_steps_the_device_does_not_do_are_refused_by_name():
     with pytest.raises(ValueError, match="RandomVerticalFlip"):
         A.ViewRecipe.of(BYOLView1Transform(vf_prob=0.5))
+    with pytest.raises(ValueError, match="augment_on.*'gpu'"):
+        MINCDataModule("fashion_mnist", augment_on="gpu")
 
 
 def test_10k_draws_follow_the_recipes_distributions():
@@ -249,6 +257,20 @@ def test_processes_under_ddp_draw_different_augmentations(tmp_path, monkeypatch)
     assert not (a[:, None] == b[None]).all(-1).any()
 
 
+def test_processes_under_lightnings_ddp_draw_different_augmentations(tmp_path):
+    """Two gloo processes launched by Lightning: the first batches' parameters share no row."""
+    write_fashion_mnist(tmp_path / "data", n_train=16)
+    env = dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    command = [sys.executable, str(TESTS / "ddp_augment_script.py"), str(tmp_path / "data")]
+    result = subprocess.run(
+        [*command, str(tmp_path)], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank_0, rank_1 = (torch.load(tmp_path / f"rank{r}.pt").flatten(1) for r in (0, 1))
+    assert rank_0.shape == rank_1.shape == (4, 2 * A.N_PARAMS)
+    assert not (rank_0[:, None] == rank_1[None]).all(-1).any()
+
+
 def write_mixed_folder(root) -> None:
     """Images of many sizes and modes, as real folders hold them."""
     rng = np.random.default_rng(0)
@@ -286,6 +308,22 @@ def test_each_dataset_format_goes_through_the_device_path(tmp_path, name, write)
     dm = device_module(name, tmp_path, image_size=16)
     (v1, v2), _ = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert v1.shape == v2.shape == (4, 3, 16, 16) and v1.dtype == torch.float32
+
+
+def test_loader_crop_matches_pils_bilinear_resize():
+    """The device mode's loader crops (torchvision's uint8 resize) show what the loader mode's
+    crops (torchvision's resized_crop of the PIL image: PIL's bilinear resize) show."""
+    pixels = np.random.default_rng(0).integers(0, 256, (375, 500, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    views = A.LoaderViews(recipes("imagenet"), crop=True)
+    torch.manual_seed(0)
+    for _ in range(5):
+        made = views(image)
+        for view, p in zip(made.pixels, made.params, strict=True):
+            top, left, h, w = (int(v) for v in p[:4])
+            pil = TF.resized_crop(image, top, left, h, w, [224, 224])  # the loader path's crop
+            difference = (view.float() - TF.pil_to_tensor(pil).float()).abs()
+            assert difference.mean() < 0.5 and difference.max() <= 3  # grey levels of 255
 
 
 def test_reduced_decode_crops_the_same_region(tmp_path):

@@ -206,3 +206,29 @@ def test_recipe_rows_follow_the_curve(tmp_path):
     report.write_report({}, tmp_path, recipes={"toy": recipe(0.70)})
     assert f"{row} | **does not hold** |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "recipe_toy.png").is_file()
+
+
+def test_data_path_verdicts_follow_the_numbers():
+    import data_throughput as throughput
+
+    def measured(loader_ms: float, device_ms: float) -> dict:
+        jpeg = {"loader": loader_ms, "device": device_ms}
+        return {"loader_ms_per_sample": {"32 px": {"loader": 1, "device": 1}, "224 px": jpeg}}
+
+    def quick(loader: list[float], device: list[float], seconds: tuple[float, float]) -> dict:
+        def runs(mode: str, accuracies: list[float], time: float) -> list[dict]:
+            return [
+                {"augment_on": mode, "knn": a, "linear": a, "train_seconds": time}
+                for a in accuracies
+            ]
+
+        return {"runs": runs("loader", loader, seconds[0]) + runs("device", device, seconds[1])}
+
+    lines = throughput.verdicts(measured(9.0, 2.0), quick([0.80, 0.81], [0.805, 0.815], (9, 7)))
+    assert "4.5× (target ≥ 3×): met" in lines[0]
+    assert all("equal within seed noise" in line for line in lines[1:3])
+    assert lines[3].endswith("faster on the CPU: device")
+    lines = throughput.verdicts(measured(5.0, 2.0), quick([0.80, 0.802], [0.75, 0.751], (7, 9)))
+    assert "not met" in lines[0]
+    assert all("differs" in line and "-5.0" in line for line in lines[1:3])
+    assert lines[3].endswith("faster on the CPU: loader")

@@ -19,7 +19,7 @@ from minc_lightning.datasets import DEBIAN_FASHION_MNIST, find_fashion_mnist
 
 
 def datamodule(dataset: str, root: Path | None, **kwargs) -> MINCDataModule:
-    args = dict(batch_size=2, num_workers=0, download=False) | kwargs
+    args = dict(batch_size=2, num_workers=0, download=False, augment_on="loader") | kwargs
     dm = MINCDataModule(dataset, None if root is None else str(root), **args)
     dm.setup("fit")
     return dm
@@ -132,7 +132,7 @@ def test_presets_follow_practice():
 
     assert PRESETS["imagenet"].image_size == 224 and PRESETS["cifar10"].image_size == 32
     assert PRESETS["cifar10"].gaussian_blur == (0.0, 0.0) and PRESETS["stl10"].image_size == 96
-    steps = MINCDataModule("cifar10").train_transform.transforms[0].transforms
+    steps = MINCDataModule("cifar10", augment_on="loader").train_transform.transforms[0].transforms
     assert not any("Blur" in type(t).__name__ and t.prob > 0 for t in steps)
 
 
@@ -141,7 +141,7 @@ def test_uint8_views_normalised_on_device_equal_lightly_float_views(tmp_path):
     from lightly.transforms import BYOLView1Transform, BYOLView2Transform
     from PIL import Image
 
-    dm = MINCDataModule("imagenet", str(tmp_path), image_size=64)
+    dm = MINCDataModule("imagenet", str(tmp_path), image_size=64, augment_on="loader")
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 96, 3), np.uint8))
     preset, stats = dm.preset, dm.preset.stats
     float_views = [  # lightly's views as a user writes them: float, normalised per image
@@ -266,15 +266,18 @@ def test_augmentation_given_as_an_object_is_used_as_given(tmp_path):
     views = [
         view(input_size=20, gaussian_blur=0.0) for view in (BYOLView1Transform, BYOLView2Transform)
     ]
-    dm = MINCDataModule(
-        "fashion_mnist",
-        str(tmp_path),
-        batch_size=4,
-        num_workers=0,
-        augmentation=BYOLTransform(*views),
-    )
-    dm.setup("fit")
-    (v1, v2), _ = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
-    assert v1.dtype == torch.float32 and v1.shape == (4, 3, 20, 20)  # its size, not the preset's
-    crop = MINCDataModule("fashion_mnist").train_transform.transforms[0].transforms[0]
+    for augment_on in ("loader", "device"):  # the device reads the views' own values
+        dm = MINCDataModule(
+            "fashion_mnist",
+            str(tmp_path),
+            batch_size=4,
+            num_workers=0,
+            augmentation=BYOLTransform(*views),
+            augment_on=augment_on,
+        )
+        dm.setup("fit")
+        (v1, v2), _ = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+        assert v1.dtype == torch.float32 and v1.shape == (4, 3, 20, 20)  # not the preset's 28
+    dm = MINCDataModule("fashion_mnist", augment_on="loader")
+    crop = dm.train_transform.transforms[0].transforms[0]
     assert tuple(crop.size) == (28, 28)  # the default: the preset's size

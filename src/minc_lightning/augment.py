@@ -189,7 +189,7 @@ class LoaderViews:
             top, left, height, width = (round(float(v) * shrink) for v in p[:4])
             top, left = min(top, rows - 1), min(left, columns - 1)  # inside the reduced image
             height, width = min(height, rows - top), min(width, columns - left)
-            # torchvision's uint8 resize: PIL's bilinear result to 0.1/255, in a third the time
+            # torchvision's uint8 resize: PIL's bilinear result (tested), in a third of the time
             crop = TF.resized_crop(pixels, top, left, height, width, list(recipe.size))
             views.append(crop)
         return DeviceViews(torch.stack(views), params)
@@ -208,7 +208,7 @@ class LoaderViews:
             )
             reduce = max(k for k in (1, 2, 4, 8) if k <= max(room, 1))
             if reduce > 1:
-                image.draft("RGB", (image.size[0] // reduce, image.size[1] // reduce))
+                image.draft(image.mode, (image.size[0] // reduce, image.size[1] // reduce))
         image = to_rgb(image)
         return self.finish(image, params, shrink=image.size[0] / width)
 

@@ -46,7 +46,7 @@ __all__ = [
 
 # Where the views are made when training on the CPU (GPU: "device"); see README, "Augmentation
 # on the device", for the measurement (benchmarks/data_throughput.py) that chose it.
-CPU_AUGMENT_ON = "loader"
+CPU_AUGMENT_ON = "device"
 
 
 def uint8_output(view: BYOLView1Transform | BYOLView2Transform) -> T.Compose:
