@@ -126,6 +126,16 @@ def test_recipes_are_lightlys_view_values_and_the_presets():
         assert view_1.sigmas == tuple(defaults["sigmas"])
 
 
+def test_other_lightly_views_are_read_with_their_absent_steps_as_never():
+    from lightly.transforms import SimCLRViewTransform
+
+    recipe = A.ViewRecipe.of(SimCLRViewTransform(input_size=32, gaussian_blur=0.5))
+    assert recipe.blur == 0.5 and recipe.solarize == 0.0 and recipe.size == (32, 32)
+    torch.manual_seed(0)
+    drawn = torch.stack([A.draw_params(recipe, 40, 40) for _ in range(200)])
+    assert not drawn[:, A.SOLARIZE].any() and drawn[:, A.BLUR].any()
+
+
 def test_steps_the_device_does_not_do_are_refused_by_name():
     with pytest.raises(ValueError, match="RandomVerticalFlip"):
         A.ViewRecipe.of(BYOLView1Transform(vf_prob=0.5))

@@ -28,10 +28,8 @@ import torch
 import torchvision.transforms as T1
 import torchvision.transforms.v2 as T
 import torchvision.transforms.v2.functional as TF
-from lightly.transforms.gaussian_blur import GaussianBlur
-from lightly.transforms.rotation import RandomRotate
-from lightly.transforms.solarize import RandomSolarization
-from lightly.transforms.torchvision_v2_compatibility import ToTensor as LightlyToTensor
+from lightly.transforms import GaussianBlur, RandomRotate, RandomSolarization
+from lightly.transforms import ToTensor as LightlyToTensor
 from PIL import Image
 from torch import Tensor
 
@@ -100,30 +98,31 @@ class ViewRecipe:
                     f"augment_on='device' does not do the step {step!r} of {type(view).__name__}; "
                     "use augment_on='loader' for this augmentation"
                 )
-        missing = {"crop", "flip", "jitter", "gray", "blur", "solarize"} - found.keys()
-        if missing:
-            raise ValueError(f"{type(view).__name__} lacks the steps {sorted(missing)}")
-        crop, jitter = found["crop"], found["jitter"]
-        cj = jitter.transforms[0]
+        if "crop" not in found:
+            raise ValueError(f"{type(view).__name__} has no RandomResizedCrop to read")
+        # a step the view does not have is one that never happens
+        crop, jitter = found["crop"], found.get("jitter")
+        cj = jitter.transforms[0] if jitter is not None else None
+        blur, solarize = found.get("blur"), found.get("solarize")
         return cls(
             size=tuple(crop.size),
             scale=tuple(crop.scale),
             ratio=tuple(crop.ratio),
-            flip=found["flip"],
-            jitter=jitter.p,
-            ranges=(cj.brightness, cj.contrast, cj.saturation, cj.hue),
-            gray=found["gray"],
-            blur=found["blur"].prob,
-            sigmas=tuple(found["blur"].sigmas),
-            solarize=found["solarize"].prob,
-            threshold=float(found["solarize"].threshold),
+            flip=found.get("flip", 0.0),
+            jitter=jitter.p if jitter is not None else 0.0,
+            ranges=(cj.brightness, cj.contrast, cj.saturation, cj.hue) if cj else (None,) * 4,
+            gray=found.get("gray", 0.0),
+            blur=blur.prob if blur is not None else 0.0,
+            sigmas=tuple(blur.sigmas) if blur is not None else (0.0, 0.0),
+            solarize=solarize.prob if solarize is not None else 0.0,
+            threshold=float(solarize.threshold) if solarize is not None else 0.0,
         )
 
     @property
     def kernel_size(self) -> int:
         """lightly blurs with PIL's radius = sigma and no kernel size (PIL's blur reaches as far
         as the Gaussian does); a true Gaussian truncated at 3 sigma_max is the same to 0.3%."""
-        return 2 * math.ceil(3 * self.sigmas[1]) + 1
+        return max(2 * math.ceil(3 * self.sigmas[1]) + 1, 3)
 
 
 def draw_params(recipe: ViewRecipe, height: int, width: int) -> Tensor:

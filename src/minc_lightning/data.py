@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torchvision.transforms as T
 from lightly.transforms import BYOLView1Transform, BYOLView2Transform
+from lightly.transforms import ToTensor as LightlyToTensor
 from lightly.transforms.multi_view_transform import MultiViewTransform
-from lightly.transforms.torchvision_v2_compatibility import ToTensor as LightlyToTensor
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
@@ -207,7 +207,8 @@ class MINCDataModule(LightningDataModule):
 
     @property
     def train_transform(self) -> MultiViewTransform | LoaderViews:
-        """The loader's transform of a training image under the resolved ``augment_on``."""
+        """The loader's transform of a training image under the resolved ``augment_on``. In
+        device mode it also sets ``recipes``, which ``on_after_batch_transfer`` applies."""
         if self.resolve_augment_on() == "loader":
             return self.augmentation or default_augmentation(self.preset, self.image_size)
         views = (
