@@ -232,3 +232,21 @@ def test_data_path_verdicts_follow_the_numbers():
     assert "not met" in lines[0]
     assert all("differs" in line and "-5.0" in line for line in lines[1:3])
     assert lines[3].endswith("faster on the CPU: loader")
+
+
+def test_quickstart_search_verdicts_follow_the_numbers():
+    import quickstart_search as search
+
+    def runs(variant: str, accuracies: list[float]) -> list[dict]:
+        return [
+            {"variant": variant, "seed": i, "knn": a, "linear": a, "train_seconds": 200.0}
+            for i, a in enumerate(accuracies)
+        ]
+
+    base = runs("baseline", [0.80, 0.81])
+    lines = search.summary(base + runs("a", [0.85, 0.851]) + runs("b", [0.805, 0.806]))
+    assert lines[0].startswith("baseline: 200 s; knn 80.50 (80.00-81.00)")
+    assert lines[1].count(": better") == 2
+    assert lines[2].count("within seed noise") == 2
+    assert lines[3] == "chosen: a (highest mean kNN and linear accuracy)"
+    assert search.summary(base + runs("c", [0.70, 0.701]))[1].count(": worse") == 2
