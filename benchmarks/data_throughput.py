@@ -131,6 +131,7 @@ def loader_cost(images: int, jpegs: int, batch_size: int) -> dict:
     print("\n## Loader CPU core-milliseconds per two-view sample (0 workers)\n")
     print("| input | augment_on=loader | augment_on=device | loader / device |")
     print("|---|---:|---:|---:|")
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one core: the loader's own cost, as in a worker process
     result = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,7 +151,7 @@ def loader_cost(images: int, jpegs: int, batch_size: int) -> dict:
                 f"{cost['loader'] / cost['device']:.1f}× |",
                 flush=True,
             )
-    torch.set_num_threads(torch.get_num_interop_threads())
+    torch.set_num_threads(threads)
     return result
 
 

@@ -250,3 +250,18 @@ def test_quickstart_search_verdicts_follow_the_numbers():
     assert lines[2].count("within seed noise") == 2
     assert lines[3] == "chosen: a (highest mean kNN and linear accuracy)"
     assert search.summary(base + runs("c", [0.70, 0.701]))[1].count(": worse") == 2
+
+
+def test_loader_cost_leaves_torchs_thread_count_as_it_found_it():
+    """It measures on one thread; the device-side figure measured after it must not run on
+    some other count (it used to restore the inter-op thread count instead)."""
+    import data_throughput as throughput
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        cost = throughput.loader_cost(images=64, jpegs=4, batch_size=2)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    assert all(set(modes) == {"loader", "device"} for modes in cost.values())
