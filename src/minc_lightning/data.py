@@ -15,6 +15,7 @@ and readers are the table ``minc_lightning.datasets.DATASETS``.
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -165,7 +166,6 @@ class MINCDataModule(LightningDataModule):
         self.image_size = image_size or self.preset.image_size
         self.augmentation = augmentation
         self.augment_on = augment_on
-        self.recipes: tuple[ViewRecipe, ...] = ()
         self.eval_transform = self.build_eval_transform(eval_resize)
         # uint8 → float, minus mean, over std in one pass: (x - 255 m) / (255 s)
         self.shift = 255 * torch.tensor(self.preset.stats[0]).view(1, -1, 1, 1)
@@ -207,17 +207,21 @@ class MINCDataModule(LightningDataModule):
 
     @property
     def train_transform(self) -> MultiViewTransform | LoaderViews:
-        """The loader's transform of a training image under the resolved ``augment_on``. In
-        device mode it also sets ``recipes``, which ``on_after_batch_transfer`` applies."""
+        """The loader's transform of a training image under the resolved ``augment_on``."""
         if self.resolve_augment_on() == "loader":
             return self.augmentation or default_augmentation(self.preset, self.image_size)
+        return LoaderViews(self.recipes, crop=self.entry.varied_sizes)
+
+    @cached_property
+    def recipes(self) -> tuple[ViewRecipe, ...]:
+        """Each view's augmentation as ``augment_on="device"`` applies it, read from the
+        augmentation's views (or the preset's)."""
         views = (
             self.augmentation.transforms
             if self.augmentation is not None
             else default_views(self.preset, self.image_size)
         )
-        self.recipes = tuple(ViewRecipe.of(v) for v in views)
-        return LoaderViews(self.recipes, crop=self.entry.varied_sizes)
+        return tuple(ViewRecipe.of(v) for v in views)
 
     def resolve_augment_on(self) -> Literal["device", "loader"]:
         """``augment_on``, or where the attached Trainer trains: "device" on a GPU."""
