@@ -203,22 +203,17 @@ def device_cost(device: str, repeats: int) -> dict:
 
 def quickstart(seeds: list[int], out: Path) -> None:
     """The quickstart in each mode and seed: training seconds, kNN and linear accuracy."""
-    from recipe_curve import final_point
+    from recipe_curve import final_point, run_missing
 
-    config = ROOT / "configs" / "quickstart.yaml"
-    result = json.loads(out.read_text()) if out.exists() else {"runs": []}
-    for seed in seeds:
-        for mode in MODES:
-            if any((r["augment_on"], r["seed"]) == (mode, seed) for r in result["runs"]):
-                continue
-            point = final_point(
-                config,
-                ROOT / "runs" / "augment" / f"{mode}_{seed}",
-                [f"--data.augment_on={mode}", f"--seed_everything={seed}"],
-            )
-            result["runs"].append({"augment_on": mode, "seed": seed} | point)
-            out.write_text(json.dumps(result, indent=1))
-            print(json.dumps(result["runs"][-1]), flush=True)
+    def train(setting: dict) -> dict:
+        mode, seed = setting["augment_on"], setting["seed"]
+        return final_point(
+            ROOT / "configs" / "quickstart.yaml",
+            ROOT / "runs" / "augment" / f"{mode}_{seed}",
+            [f"--data.augment_on={mode}", f"--seed_everything={seed}"],
+        )
+
+    run_missing(out, [{"augment_on": m, "seed": s} for s in seeds for m in MODES], train)
     print(f"wrote {out}")
 
 

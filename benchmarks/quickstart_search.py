@@ -20,13 +20,12 @@ prints, for each variant, the mean and spread of its seeds and the verdict again
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 from common import DATA, ROOT
-from recipe_curve import final_point
+from recipe_curve import final_point, run_missing
 
 # Each variant spells out its learning rate: "baseline" is the quickstart as it was searched
 # from (lr 1.0); the search chose lr 2.0, which configs/quickstart.yaml now has.
@@ -41,13 +40,13 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-def run(variant: str, seed: int) -> dict:
-    point = final_point(
+def train(setting: dict) -> dict:
+    variant, seed = setting["variant"], setting["seed"]
+    return final_point(
         ROOT / "configs" / "quickstart.yaml",
         ROOT / "runs" / "quickstart_search" / f"{variant}_{seed}",
         [*VARIANTS[variant], f"--seed_everything={seed}"],
     )
-    return {"variant": variant, "seed": seed} | point
 
 
 def summary(runs: list[dict]) -> list[str]:
@@ -89,15 +88,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--out", type=Path, default=DATA / "quickstart_search.json")
     args = parser.parse_args()
-    result = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
-    for seed in args.seeds:
-        for variant in args.variants:
-            if any((r["variant"], r["seed"]) == (variant, seed) for r in result["runs"]):
-                continue
-            result["runs"].append(run(variant, seed))
-            args.out.write_text(json.dumps(result, indent=1))
-            print(json.dumps(result["runs"][-1]), flush=True)
-    print("\n".join(summary(result["runs"])))
+    settings = [{"variant": v, "seed": seed} for seed in args.seeds for v in args.variants]
+    runs = run_missing(args.out, settings, train)
+    print("\n".join(summary(runs)))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -116,15 +117,31 @@ def fit_with_curve(curve: Curve, config: Path, run_dir: Path, cli_args: list[str
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
 
 
-def final_point(config: Path, run_dir: Path, cli_args: list[str]) -> dict:
-    """Train ``config`` and score the end of training as the curve does (no baselines): the
-    wall seconds of the whole fit, then the epoch, training seconds, kNN and linear accuracy."""
+def final_point(config: Path, run_dir: Path, cli_args: list[str], baselines: bool = False) -> dict:
+    """Train ``config`` and score the end of training as the curve does: the wall seconds of the
+    whole fit, then the epoch, training seconds, kNN and linear accuracy (and, with
+    ``baselines``, the pixels' and the random network's scores under ``"baselines"``)."""
     with tempfile.TemporaryDirectory() as tmp:
-        curve = Curve([], Path(tmp) / "curve.json", {}, baselines=False)
+        curve = Curve([], Path(tmp) / "curve.json", {}, baselines=baselines)
         started = time.time()
         fit_with_curve(curve, config, run_dir, cli_args)
         wall_seconds = time.time() - started
-    return {"wall_seconds": wall_seconds} | curve.result["points"][-1]
+    point = {"wall_seconds": wall_seconds} | curve.result["points"][-1]
+    return point | ({"baselines": curve.result["baselines"]} if baselines else {})
+
+
+def run_missing(out: Path, settings: list[dict], train: Callable[[dict], dict]) -> list[dict]:
+    """``train(setting)`` for each setting that ``out`` (a JSON file of ``{"runs": [...]}``)
+    does not hold yet, saving after every run so that an interrupted script resumes; returns
+    every run. A run holds a setting when it has each of the setting's keys and values."""
+    result = json.loads(out.read_text()) if out.exists() else {"runs": []}
+    for setting in settings:
+        if any(setting.items() <= run.items() for run in result["runs"]):
+            continue
+        result["runs"].append(setting | train(setting))
+        out.write_text(json.dumps(result, indent=1))
+        print(json.dumps(result["runs"][-1]), flush=True)
+    return result["runs"]
 
 
 if __name__ == "__main__":

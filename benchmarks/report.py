@@ -1,6 +1,6 @@
 """docs/results.md and its plots, from the raw results in docs/data/.
 
-    python benchmarks/report.py      # redraw from docs/data/{spectral_exact,runs}.json
+    python benchmarks/report.py      # redraw from the JSON files in docs/data/
 
 Every sentence with a finding is a verdict computed here from the numbers, by a rule stated
 next to it. The rule shared by all comparisons of seeds (``compare``): a difference of means
@@ -31,6 +31,7 @@ EXACT_OBJECTIVES = {"minc_tril": "MINC, tril(Λ)", "minc_full": "MINC, full Λ",
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
 CHANCE = 0.1  # ten classes
 VARIANCE_FACTOR = 1.5  # "lower variance" needs MINC's below SCL's by this factor at every batch
+COMPARISON = "objectives_quickstart.json"  # benchmarks/objectives_quickstart.py's runs
 
 
 # --- verdict rules (pure functions of the numbers; tests/test_report.py feeds them) -------------
@@ -307,18 +308,29 @@ def grid_section(exact: dict) -> list[str]:
 
 
 # --- 2. real data -------------------------------------------------------------------------------
-def accuracy_runs(store: dict) -> dict:
-    runs = defaultdict(list)
-    for key, r in store.items():
-        if key.startswith("batch/"):
-            runs[(r["objective"], r["batch_size"])].append(r)
-    return runs
+def by_cell(runs) -> dict[tuple[str, int], list[dict]]:
+    """Runs grouped by (objective, batch size)."""
+    cells = defaultdict(list)
+    for r in runs:
+        cells[(r["objective"], r["batch_size"])].append(r)
+    return cells
+
+
+def accuracy_runs(store: dict) -> dict[tuple[str, int], list[dict]]:
+    """reproduce.py's batch sweep."""
+    return by_cell(r for key, r in store.items() if key.startswith("batch/"))
 
 
 def real_verdicts(store: dict, metric: str = "linear") -> dict[str, tuple[str, str]]:
-    runs = accuracy_runs(store)
-    if not runs:
-        return {}
+    """reproduce.py's batch sweep, judged against its pixel baseline."""
+    return objective_verdicts(accuracy_runs(store), store.get("baseline/pixels"), metric)
+
+
+def objective_verdicts(
+    runs: dict[tuple[str, int], list[dict]], pixels: dict | None, metric: str = "linear"
+) -> dict[str, tuple[str, str]]:
+    """The paper's claims on real data, MINC against SCL and BYOL (and every objective against
+    the raw pixels), each as (verdict, numbers); none until every objective has runs."""
     acc = {
         o: {b: [r[metric] for r in rs] for (oo, b), rs in runs.items() if oo == o}
         for o in OBJECTIVES
@@ -345,7 +357,6 @@ def real_verdicts(store: dict, metric: str = "linear") -> dict[str, tuple[str, s
             + ", ".join(f"{b}: {pm(v)}%" for b, v in acc["byol"].items()),
         ),
     }
-    pixels = store.get("baseline/pixels")
     if pixels:
         beats = {
             o: claim_every_batch(acc[o], {b: [pixels[metric]] for b in acc[o]})[0]
@@ -359,52 +370,41 @@ def real_verdicts(store: dict, metric: str = "linear") -> dict[str, tuple[str, s
     return out
 
 
-def batch_section(store: dict, docs: Path) -> list[str]:
-    runs = accuracy_runs(store)
-    if not runs:
-        return []
-    sizes = sorted({b for _, b in runs})
-    floor = [r for k, r in store.items() if k.startswith("baseline/random_init")]
-    pixels = store.get("baseline/pixels")
+def accuracy_table(
+    runs: dict[tuple[str, int], list[dict]], baselines: list[tuple[str, str, str]], minutes: bool
+) -> list[str]:
+    """Mean ± sd over seeds per objective and batch, under rows of (name, kNN, linear)
+    baselines; with ``minutes``, each cell's mean training minutes too."""
+    time = " training minutes |" if minutes else ""
     lines = [
-        "## 2. Real data: Fashion-MNIST, frozen features against raw pixels",
-        "",
-        *real_setting(store),
-        "Accuracy on the validation images (mean ± sd over seeds), with the two baselines any "
-        "pre-training has to beat under the same protocol.",
-        "",
-        "| features | batch | kNN top-1 (%) | linear top-1 (%) |",
-        "|---|---:|---:|---:|",
+        f"| features | batch |{time} kNN top-1 (%) | linear top-1 (%) |",
+        "|---|---:|" + ("---:|" if minutes else "") + "---:|---:|",
     ]
-    if pixels:
-        lines.append(
-            f"| raw pixels (784 values) | – | {100 * pixels['knn']:.2f} | "
-            f"{100 * pixels['linear']:.2f} |"
-        )
-    if floor:
-        lines.append(
-            f"| the network, randomly initialised ({len(floor)} seeds) | – | "
-            f"{pm([r['knn'] for r in floor])} | {pm([r['linear'] for r in floor])} |"
-        )
+    lines += [f"| {n} | – |{' – |' if minutes else ''} {k} | {li} |" for n, k, li in baselines]
     for o in OBJECTIVES:
-        for b in sizes:
+        for b in sorted({b for _, b in runs}):
             rs = runs.get((o, b), [])
             if rs:
+                cost = f" {np.mean([r['train_seconds'] for r in rs]) / 60:.1f} |" if minutes else ""
                 lines.append(
-                    f"| {o} | {b} | {pm([r['knn'] for r in rs])} | "
+                    f"| {o} | {b} |{cost} {pm([r['knn'] for r in rs])} | "
                     f"{pm([r['linear'] for r in rs])} |"
                 )
+    return lines
+
+
+def accuracy_figure(
+    runs: dict[tuple[str, int], list[dict]], pixels: dict | None, floor: dict | None
+) -> plt.Figure:
+    """kNN and linear accuracy against batch size per objective (mean ± sd over seeds), with
+    the pixels and the random network as horizontal lines."""
+    sizes = sorted({b for _, b in runs})
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric in zip(axes, ("knn", "linear"), strict=True):
         if pixels:
             ax.axhline(100 * pixels[metric], color="black", ls=":", label="raw pixels")
         if floor:
-            ax.axhline(
-                100 * np.mean([r[metric] for r in floor]),
-                color="gray",
-                ls="--",
-                label="random init",
-            )
+            ax.axhline(100 * floor[metric], color="gray", ls="--", label="random init")
         for o in OBJECTIVES:
             xs = [b for b in sizes if (o, b) in runs]
             vals = [100 * np.array([r[metric] for r in runs[(o, b)]]) for b in xs]
@@ -421,9 +421,13 @@ def batch_section(store: dict, docs: Path) -> list[str]:
         ax.set(xlabel="batch size", ylabel=f"{metric} top-1 (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    lines += ["", saved(fig, docs, "accuracy_vs_batch.png"), ""]
+    return fig
+
+
+def verdict_lines(runs: dict[tuple[str, int], list[dict]], pixels: dict | None) -> list[str]:
+    lines = []
     for metric in ("linear", "knn"):
-        v = real_verdicts(store, metric)
+        v = objective_verdicts(runs, pixels, metric)
         if not v:
             continue
         lines += [
@@ -438,11 +442,100 @@ def batch_section(store: dict, docs: Path) -> list[str]:
                 f"- {metric}: MINC's features beat the raw pixels at every batch size: "
                 f"{bold(v['pixels'][0])} ({v['pixels'][1]})."
             )
-    return lines + [
+    return lines
+
+
+RULES = (
+    'Rules: the 2-SE rule of section 1; "close to BYOL" holds when every MINC mean is above '
+    f"twice chance ({200 * CHANCE:.0f}%) and BYOL is nowhere ahead beyond 2 SE; the pixel "
+    "baseline is one deterministic number (no spread)."
+)
+
+
+def batch_section(store: dict, docs: Path) -> list[str]:
+    runs = accuracy_runs(store)
+    if not runs:
+        return []
+    floor = [r for k, r in store.items() if k.startswith("baseline/random_init")]
+    pixels = store.get("baseline/pixels")
+    baselines = []
+    if pixels:
+        baselines.append(
+            (
+                "raw pixels (784 values)",
+                f"{100 * pixels['knn']:.2f}",
+                f"{100 * pixels['linear']:.2f}",
+            )
+        )
+    if floor:
+        baselines.append(
+            (
+                f"the network, randomly initialised ({len(floor)} seeds)",
+                pm([r["knn"] for r in floor]),
+                pm([r["linear"] for r in floor]),
+            )
+        )
+    floor_mean = (
+        {m: float(np.mean([r[m] for r in floor])) for m in ("knn", "linear")} if floor else None
+    )
+    fig = accuracy_figure(runs, pixels, floor_mean)
+    return [
+        "## 2. Real data: Fashion-MNIST, frozen features against raw pixels",
         "",
-        'Rules: the 2-SE rule of section 1; "close to BYOL" holds when every MINC mean is '
-        f"above twice chance ({200 * CHANCE:.0f}%) and BYOL is nowhere ahead beyond 2 SE; the "
-        "pixel baseline is one deterministic number (no spread).",
+        *real_setting(store),
+        "Accuracy on the validation images (mean ± sd over seeds), with the two baselines any "
+        "pre-training has to beat under the same protocol.",
+        "",
+        *accuracy_table(runs, baselines, minutes=False),
+        "",
+        saved(fig, docs, "accuracy_vs_batch.png"),
+        "",
+        *verdict_lines(runs, pixels),
+        "",
+        RULES,
+        "",
+    ]
+
+
+def quickstart_baselines(comparison: dict) -> dict:
+    """The pixels' and the random network's scores, stored with the run that measured them."""
+    return next((r["baselines"] for r in comparison.get("runs", []) if "baselines" in r), {})
+
+
+def quickstart_section(comparison: dict, docs: Path) -> list[str]:
+    """benchmarks/objectives_quickstart.py: the three objectives at the quickstart's budget."""
+    runs = by_cell(comparison.get("runs", []))
+    if not runs:
+        return []
+    base = quickstart_baselines(comparison)
+    named = {
+        "pixels": "raw pixels (784 values)",
+        "random_init": "the network, randomly initialised",
+    }
+    baselines = [
+        (named[k], f"{100 * v['knn']:.2f}", f"{100 * v['linear']:.2f}") for k, v in base.items()
+    ]
+    hours = sum(r["wall_seconds"] for r in comparison["runs"]) / 3600
+    fig = accuracy_figure(runs, base.get("pixels"), base.get("random_init"))
+    return [
+        "### MINC, SCL and BYOL at the quickstart's budget",
+        "",
+        f"`python benchmarks/objectives_quickstart.py` ({len(comparison['runs'])} runs, "
+        f"{hours:.1f} hours with evaluation, on this page's CPU): `configs/quickstart.yaml` "
+        "(ConvNet width 32, 3 epochs over a fixed 20k-image subset, LARS at base lr 2.0 × "
+        "batch/256, device-side augmentation) with only the objective, the batch size and the "
+        "seed changed. The learning rate was chosen for MINC (`quickstart_search.py`); SCL and "
+        "BYOL run at it untuned. Scored like `minc-lightning-eval` (kNN k=200, T=0.1; linear "
+        "100 epochs) on the 20k training and the 10k validation images; training minutes "
+        "exclude evaluation.",
+        "",
+        *accuracy_table(runs, baselines, minutes=True),
+        "",
+        saved(fig, docs, "objectives_quickstart.png"),
+        "",
+        *verdict_lines(runs, base.get("pixels")),
+        "",
+        RULES,
         "",
     ]
 
@@ -657,7 +750,13 @@ def ablation_section(store: dict) -> list[str]:
 
 
 # --- the page -----------------------------------------------------------------------------------
-def claims_table(store: dict, exact: dict | None, recipes: dict | None = None) -> list[str]:
+SHORT = "Fashion-MNIST, short runs"  # section 2's table: reproduce.py's batch sweep
+QUICKSTART = "Fashion-MNIST, quickstart budget"  # objectives_quickstart.py
+
+
+def claims_table(
+    store: dict, exact: dict | None, recipes: dict | None = None, comparison: dict | None = None
+) -> list[str]:
     rows = []
     if exact:
         v = exact_verdicts(exact)
@@ -675,16 +774,21 @@ def claims_table(store: dict, exact: dict | None, recipes: dict | None = None) -
             ),
         ]
     rv = real_verdicts(store)
-    if rv:
-        rows += [
-            ("MINC beats SCL at every batch size", "Fashion-MNIST", *rv["every"]),
-            (
-                "MINC at the smallest batch beats SCL at the largest",
-                "Fashion-MNIST",
-                *rv["small_vs_large"],
-            ),
-            ("MINC does not collapse and is close to BYOL", "Fashion-MNIST", *rv["byol"]),
-        ]
+    qv = objective_verdicts(
+        by_cell((comparison or {}).get("runs", [])),
+        quickstart_baselines(comparison or {}).get("pixels"),
+    )
+    for evidence, v in ((SHORT, rv), (QUICKSTART, qv)):
+        if v:
+            rows += [
+                ("MINC beats SCL at every batch size", evidence, *v["every"]),
+                (
+                    "MINC at the smallest batch beats SCL at the largest",
+                    evidence,
+                    *v["small_vs_large"],
+                ),
+                ("MINC does not collapse and is close to BYOL", evidence, *v["byol"]),
+            ]
     var = {
         (r["objective"], r["batch_size"]): r["total_variance"]
         for k, r in store.items()
@@ -695,7 +799,7 @@ def claims_table(store: dict, exact: dict | None, recipes: dict | None = None) -
         rows.append(
             (
                 "MINC's gradient has lower variance than SCL's",
-                "Fashion-MNIST",
+                SHORT,
                 claim_lower_variance(
                     {b: var[("minc", b)] for b in sizes}, {b: var[("spectral", b)] for b in sizes}
                 ),
@@ -710,20 +814,17 @@ def claims_table(store: dict, exact: dict | None, recipes: dict | None = None) -
             f"off-diagonal energy {on['offdiag_ratio']:.3f} (tril) vs {off['offdiag_ratio']:.3f}"
         )
         verdict = claim_lambda_diagonal(on, off)
-        rows.append(
-            ("tril(Λ) drives Λ towards an ordered diagonal", "Fashion-MNIST", verdict, energy)
-        )
-    if rv and "pixels" in rv:
-        rows.append(
-            ("(baseline) pre-trained features beat the raw pixels", "Fashion-MNIST", *rv["pixels"])
-        )
+        rows.append(("tril(Λ) drives Λ towards an ordered diagonal", SHORT, verdict, energy))
+    for evidence, v in ((SHORT, rv), (QUICKSTART, qv)):
+        if "pixels" in v:
+            rows.append(("(baseline) MINC's features beat the raw pixels", evidence, *v["pixels"]))
     for name, recipe in (recipes or {}).items():
         pixels, points = recipe["baselines"]["pixels"], recipe["points"]
         for metric in ("linear", "knn") if points else ():
             verdict = claim_beats_pixels(points, pixels[metric], metric, 60)
             numbers = recipe_sentence(points, pixels[metric], metric).split("(", 1)[1][:-2]
             claim = f"(baseline) `configs/{name}.yaml` beats the raw pixels in 60 minutes, {metric}"
-            rows.append((claim, "Fashion-MNIST", verdict, numbers))
+            rows.append((claim, "Fashion-MNIST, one long run", verdict, numbers))
     if not rows:
         return []
     lines = [
@@ -763,22 +864,29 @@ def real_setting(store: dict) -> list[str]:
 
 
 def write_report(
-    store: dict, docs: Path, exact: dict | None = None, recipes: dict | None = None
+    store: dict,
+    docs: Path,
+    exact: dict | None = None,
+    recipes: dict | None = None,
+    comparison: dict | None = None,
 ) -> None:
     docs.mkdir(parents=True, exist_ok=True)
     lines = [
         "# Results: MINC against the spectral contrastive loss and BYOL",
         "",
         "Generated by `python benchmarks/report.py` from the raw results in `docs/data/`, "
-        "which `benchmarks/spectral_exact.py` and `benchmarks/reproduce.py` write; rerun "
-        f"those to reproduce every number. torch {torch.__version__}.",
+        "which `benchmarks/spectral_exact.py`, `reproduce.py`, `objectives_quickstart.py` and "
+        "`recipe_curve.py` write; rerun those to reproduce every number. torch "
+        f"{torch.__version__}.",
         "",
     ]
     recipes = recipes if recipes is not None else load_recipes()
-    lines += claims_table(store, exact, recipes)
+    comparison = comparison if comparison is not None else load(DATA / COMPARISON)
+    lines += claims_table(store, exact, recipes, comparison)
     if exact:
         lines += exact_section(exact, docs)
     lines += batch_section(store, docs)
+    lines += quickstart_section(comparison, docs)
     for name, recipe in recipes.items():
         lines += recipe_section(recipe, name, docs)
     lines += variance_section(store, docs)
@@ -804,4 +912,10 @@ if __name__ == "__main__":
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--docs", type=Path, default=ROOT / "docs")
     a = p.parse_args()
-    write_report(load(a.data / "runs.json"), a.docs, load(a.data / "spectral_exact.json") or None)
+    write_report(
+        load(a.data / "runs.json"),
+        a.docs,
+        load(a.data / "spectral_exact.json") or None,
+        load_recipes(a.data),
+        load(a.data / COMPARISON),
+    )

@@ -320,10 +320,15 @@ def main() -> None:
             "args": {k: str(v) for k, v in vars(args).items()},
         }
         path.write_text(json.dumps(store))
-    from report import write_report
+    from report import COMPARISON, load_recipes, write_report
 
-    exact = args.out / "spectral_exact.json"
-    write_report(store, args.docs, json.loads(exact.read_text()) if exact.is_file() else None)
+    write_report(  # every result in --out, none from elsewhere (a GPU run has its own folder)
+        store,
+        args.docs,
+        load(args.out / "spectral_exact.json") or None,
+        load_recipes(args.out),
+        load(args.out / COMPARISON),
+    )
 
 
 ABLATIONS: dict[str, dict[str, Any]] = {

@@ -1,5 +1,6 @@
 """The exact benchmark's mathematics, and report verdicts that follow the numbers they are fed."""
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -158,15 +159,66 @@ def test_variance_and_lambda_verdicts_change_with_the_numbers():
 
 
 def test_report_page_states_the_computed_verdicts(tmp_path):
-    report.write_report(invented_store(0.85, 0.80, 0.85, 0.83), tmp_path, recipes={})
+    hermetic = {"recipes": {}, "comparison": {}}
+    report.write_report(invented_store(0.85, 0.80, 0.85, 0.83), tmp_path, **hermetic)
     good = (tmp_path / "results.md").read_text()
-    report.write_report(invented_store(0.75, 0.80, 0.85, 0.83), tmp_path, recipes={})
+    report.write_report(invented_store(0.75, 0.80, 0.85, 0.83), tmp_path, **hermetic)
     bad = (tmp_path / "results.md").read_text()
-    assert "| MINC beats SCL at every batch size | Fashion-MNIST | **holds** |" in good
-    assert "| MINC beats SCL at every batch size | Fashion-MNIST | **does not hold** |" in bad
+    row = "| MINC beats SCL at every batch size | Fashion-MNIST, short runs |"
+    assert f"{row} **holds** |" in good
+    assert f"{row} **does not hold** |" in bad
     assert "raw pixels (784 values) | – | 83.00 | 83.00 |" in good
     for text in (good, bad):  # the old fixed paragraphs are gone
         assert "barely moves" not in text and "need far longer runs" not in text
+
+
+def invented_comparison(minc: float, spectral: float, byol: float, pixels: float) -> dict:
+    """objectives_quickstart.py's file: the runs, the first holding the baselines."""
+    runs = [
+        dict(r, train_seconds=200.0, wall_seconds=215.0)
+        for r in invented_store(minc, spectral, byol, pixels).values()
+        if "objective" in r
+    ]
+    runs[0]["baselines"] = {
+        "pixels": {"knn": pixels, "linear": pixels},
+        "random_init": {"knn": 0.5, "linear": 0.6},
+    }
+    return {"runs": runs}
+
+
+def test_quickstart_comparison_verdicts_and_rows_follow_the_numbers(tmp_path):
+    row = (
+        "| MINC at the smallest batch beats SCL at the largest | Fashion-MNIST, quickstart budget |"
+    )
+    pixel_row = (
+        "| (baseline) MINC's features beat the raw pixels | Fashion-MNIST, quickstart budget |"
+    )
+    for (minc, pixels), verdict in (((0.85, 0.83), "holds"), ((0.75, 0.80), "does not hold")):
+        comparison = invented_comparison(minc, 0.80, 0.85, pixels)
+        report.write_report({}, tmp_path, recipes={}, comparison=comparison)
+        page = (tmp_path / "results.md").read_text()
+        assert f"{row} **{verdict}** |" in page
+        assert f"{pixel_row} **{verdict}** |" in page
+        assert f"| raw pixels (784 values) | – | – | {100 * pixels:.2f} |" in page
+        assert "| minc | 64 | 3.3 |" in page  # the cell's mean training minutes
+    assert (tmp_path / "objectives_quickstart.png").is_file()
+
+
+def test_run_missing_trains_only_what_the_file_lacks(tmp_path):
+    from recipe_curve import run_missing
+
+    out, trained = tmp_path / "runs.json", []
+
+    def train(setting: dict) -> dict:
+        trained.append(setting)
+        return {"linear": 0.5}
+
+    settings = [{"objective": o, "seed": s} for o in ("minc", "byol") for s in (0, 1)]
+    run_missing(out, settings[:3], train)
+    runs = run_missing(out, settings, train)  # as after an interrupted run: only the last
+    assert trained == [*settings[:3], settings[3]]
+    assert [{k: r[k] for k in ("objective", "seed")} for r in runs] == settings
+    assert json.loads(out.read_text())["runs"] == runs
 
 
 def test_recipe_verdict_and_trend_follow_the_curve():
@@ -199,11 +251,12 @@ def test_recipe_rows_follow_the_curve(tmp_path):
         }
 
     row = (
-        "| (baseline) `configs/toy.yaml` beats the raw pixels in 60 minutes, linear | Fashion-MNIST"
+        "| (baseline) `configs/toy.yaml` beats the raw pixels in 60 minutes, linear "
+        "| Fashion-MNIST, one long run"
     )
-    report.write_report({}, tmp_path, recipes={"toy": recipe(0.85)})
+    report.write_report({}, tmp_path, recipes={"toy": recipe(0.85)}, comparison={})
     assert f"{row} | **holds** |" in (tmp_path / "results.md").read_text()
-    report.write_report({}, tmp_path, recipes={"toy": recipe(0.70)})
+    report.write_report({}, tmp_path, recipes={"toy": recipe(0.70)}, comparison={})
     assert f"{row} | **does not hold** |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "recipe_toy.png").is_file()
 
