@@ -13,6 +13,7 @@ from minc_lightning.evaluate import knn_accuracy, linear_accuracy, split_feature
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "docs" / "data"  # raw results, committed; report.py draws docs/results.md from them
+CLI_HELP = "Any other argument goes to minc-lightning fit, e.g. --trainer.max_epochs=4."
 
 
 def quiet_trainer(device: str, precision: str = "32-true", **kwargs: Any) -> L.Trainer:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from common import DATA, ROOT, score
+from common import CLI_HELP, DATA, ROOT, score
 from lightning.pytorch import Callback
 
 from minc_lightning.cli import run_cli
@@ -82,21 +82,20 @@ class Curve(Callback):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=CLI_HELP)
     p.add_argument("--config", type=Path, default=ROOT / "configs" / "fashion_mnist.yaml")
     p.add_argument("--eval_epochs", type=int, nargs="+", default=[1, 2, 4, 8, 12])
     p.add_argument("--out", type=Path, default=DATA)
     p.add_argument("--run_dir", type=Path, default=ROOT / "runs" / "recipe_curve")
-    p.add_argument("cli_args", nargs="*", help="more CLI arguments, e.g. --trainer.max_epochs=4")
-    args = p.parse_args()
+    args, cli_args = p.parse_known_args()  # the CLI checks the rest, e.g. --trainer.max_epochs=4
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"recipe_{args.config.stem}.json"
     meta = {
         "config": args.config.read_text(),
-        "cli_args": args.cli_args,
+        "cli_args": cli_args,
         "threads": torch.get_num_threads(),
     }
-    fit_with_curve(Curve(args.eval_epochs, out, meta), args.config, args.run_dir, args.cli_args)
+    fit_with_curve(Curve(args.eval_epochs, out, meta), args.config, args.run_dir, cli_args)
     print(f"wrote {out}")
 
 

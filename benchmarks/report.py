@@ -31,7 +31,6 @@ EXACT_OBJECTIVES = {"minc_tril": "MINC, tril(Λ)", "minc_full": "MINC, full Λ",
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
 CHANCE = 0.1  # ten classes
 VARIANCE_FACTOR = 1.5  # "lower variance" needs MINC's below SCL's by this factor at every batch
-COMPARISON = "objectives_quickstart.json"  # benchmarks/objectives_quickstart.py's runs
 
 
 # --- verdict rules (pure functions of the numbers; tests/test_report.py feeds them) -------------
@@ -497,17 +496,17 @@ def batch_section(store: dict, docs: Path) -> list[str]:
     ]
 
 
-def quickstart_baselines(comparison: dict) -> dict:
+def comparison_baselines(comparison: dict) -> dict:
     """The pixels' and the random network's scores, stored with the run that measured them."""
     return next((r["baselines"] for r in comparison.get("runs", []) if "baselines" in r), {})
 
 
-def quickstart_section(comparison: dict, docs: Path) -> list[str]:
-    """benchmarks/objectives_quickstart.py: the three objectives at the quickstart's budget."""
+def comparison_section(comparison: dict, name: str, docs: Path) -> list[str]:
+    """benchmarks/objectives_at_budget.py: the three objectives at one config's budget."""
     runs = by_cell(comparison.get("runs", []))
     if not runs:
         return []
-    base = quickstart_baselines(comparison)
+    base = comparison_baselines(comparison)
     named = {
         "pixels": "raw pixels (784 values)",
         "random_init": "the network, randomly initialised",
@@ -518,20 +517,20 @@ def quickstart_section(comparison: dict, docs: Path) -> list[str]:
     hours = sum(r["wall_seconds"] for r in comparison["runs"]) / 3600
     fig = accuracy_figure(runs, base.get("pixels"), base.get("random_init"))
     return [
-        "### MINC, SCL and BYOL at the quickstart's budget",
+        f"### MINC, SCL and BYOL at the budget of `configs/{name}.yaml`",
         "",
-        f"`python benchmarks/objectives_quickstart.py` ({len(comparison['runs'])} runs, "
-        f"{hours:.1f} hours with evaluation, on this page's CPU): `configs/quickstart.yaml` "
-        "(ConvNet width 32, 3 epochs over a fixed 20k-image subset, LARS at base lr 2.0 × "
-        "batch/256, device-side augmentation) with only the objective, the batch size and the "
-        "seed changed. The learning rate was chosen for MINC (`quickstart_search.py`); SCL and "
-        "BYOL run at it untuned. Scored like `minc-lightning-eval` (kNN k=200, T=0.1; linear "
-        "100 epochs) on the 20k training and the 10k validation images; training minutes "
-        "exclude evaluation.",
+        f"`python benchmarks/objectives_at_budget.py --config configs/{name}.yaml` "
+        f"({len(comparison['runs'])} runs, {hours:.1f} hours with evaluation): the config with "
+        "only the objective, the batch size and the seed changed, so every objective sees the "
+        "same images, augmentations, heads, schedule and number of samples. All train at the "
+        "config's learning rate (× batch/256), which was chosen for MINC; SCL and BYOL run at it "
+        "untuned. Scored like `minc-lightning-eval` (kNN k=200, T=0.1; linear 100 epochs) on the "
+        "config's training images and the validation images; training minutes exclude "
+        "evaluation.",
         "",
         *accuracy_table(runs, baselines, minutes=True),
         "",
-        saved(fig, docs, "objectives_quickstart.png"),
+        saved(fig, docs, f"objectives_{name}.png"),
         "",
         *verdict_lines(runs, base.get("pixels")),
         "",
@@ -751,11 +750,10 @@ def ablation_section(store: dict) -> list[str]:
 
 # --- the page -----------------------------------------------------------------------------------
 SHORT = "Fashion-MNIST, short runs"  # section 2's table: reproduce.py's batch sweep
-QUICKSTART = "Fashion-MNIST, quickstart budget"  # objectives_quickstart.py
 
 
 def claims_table(
-    store: dict, exact: dict | None, recipes: dict | None = None, comparison: dict | None = None
+    store: dict, exact: dict | None, recipes: dict | None = None, comparisons: dict | None = None
 ) -> list[str]:
     rows = []
     if exact:
@@ -774,11 +772,14 @@ def claims_table(
             ),
         ]
     rv = real_verdicts(store)
-    qv = objective_verdicts(
-        by_cell((comparison or {}).get("runs", [])),
-        quickstart_baselines(comparison or {}).get("pixels"),
-    )
-    for evidence, v in ((SHORT, rv), (QUICKSTART, qv)):
+    judged = [(SHORT, rv)] + [
+        (
+            f"Fashion-MNIST, `{name}.yaml` budget",
+            objective_verdicts(by_cell(c.get("runs", [])), comparison_baselines(c).get("pixels")),
+        )
+        for name, c in (comparisons or {}).items()
+    ]
+    for evidence, v in judged:
         if v:
             rows += [
                 ("MINC beats SCL at every batch size", evidence, *v["every"]),
@@ -815,7 +816,7 @@ def claims_table(
         )
         verdict = claim_lambda_diagonal(on, off)
         rows.append(("tril(Λ) drives Λ towards an ordered diagonal", SHORT, verdict, energy))
-    for evidence, v in ((SHORT, rv), (QUICKSTART, qv)):
+    for evidence, v in judged:
         if "pixels" in v:
             rows.append(("(baseline) MINC's features beat the raw pixels", evidence, *v["pixels"]))
     for name, recipe in (recipes or {}).items():
@@ -868,25 +869,26 @@ def write_report(
     docs: Path,
     exact: dict | None = None,
     recipes: dict | None = None,
-    comparison: dict | None = None,
+    comparisons: dict | None = None,
 ) -> None:
     docs.mkdir(parents=True, exist_ok=True)
     lines = [
         "# Results: MINC against the spectral contrastive loss and BYOL",
         "",
         "Generated by `python benchmarks/report.py` from the raw results in `docs/data/`, "
-        "which `benchmarks/spectral_exact.py`, `reproduce.py`, `objectives_quickstart.py` and "
+        "which `benchmarks/spectral_exact.py`, `reproduce.py`, `objectives_at_budget.py` and "
         "`recipe_curve.py` write; rerun those to reproduce every number. torch "
         f"{torch.__version__}.",
         "",
     ]
-    recipes = recipes if recipes is not None else load_recipes()
-    comparison = comparison if comparison is not None else load(DATA / COMPARISON)
-    lines += claims_table(store, exact, recipes, comparison)
+    recipes = recipes if recipes is not None else load_named("recipe")
+    comparisons = comparisons if comparisons is not None else load_named("objectives")
+    lines += claims_table(store, exact, recipes, comparisons)
     if exact:
         lines += exact_section(exact, docs)
     lines += batch_section(store, docs)
-    lines += quickstart_section(comparison, docs)
+    for name, comparison in comparisons.items():
+        lines += comparison_section(comparison, name, docs)
     for name, recipe in recipes.items():
         lines += recipe_section(recipe, name, docs)
     lines += variance_section(store, docs)
@@ -900,9 +902,10 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def load_recipes(data: Path = DATA) -> dict[str, dict]:
-    """The accuracy curves of benchmarks/recipe_curve.py, by config name."""
-    return {p.stem[len("recipe_") :]: load(p) for p in sorted(data.glob("recipe_*.json"))}
+def load_named(kind: str, data: Path = DATA) -> dict[str, dict]:
+    """``<kind>_<config name>.json`` files by config name: ``recipe`` for recipe_curve.py's
+    curves, ``objectives`` for objectives_at_budget.py's comparisons."""
+    return {p.stem[len(kind) + 1 :]: load(p) for p in sorted(data.glob(f"{kind}_*.json"))}
 
 
 if __name__ == "__main__":
@@ -916,6 +919,6 @@ if __name__ == "__main__":
         load(a.data / "runs.json"),
         a.docs,
         load(a.data / "spectral_exact.json") or None,
-        load_recipes(a.data),
-        load(a.data / COMPARISON),
+        load_named("recipe", a.data),
+        load_named("objectives", a.data),
     )

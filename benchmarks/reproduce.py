@@ -320,14 +320,14 @@ def main() -> None:
             "args": {k: str(v) for k, v in vars(args).items()},
         }
         path.write_text(json.dumps(store))
-    from report import COMPARISON, load_recipes, write_report
+    from report import load_named, write_report
 
     write_report(  # every result in --out, none from elsewhere (a GPU run has its own folder)
         store,
         args.docs,
         load(args.out / "spectral_exact.json") or None,
-        load_recipes(args.out),
-        load(args.out / COMPARISON),
+        load_named("recipe", args.out),
+        load_named("objectives", args.out),
     )
 
 

@@ -159,7 +159,7 @@ def test_variance_and_lambda_verdicts_change_with_the_numbers():
 
 
 def test_report_page_states_the_computed_verdicts(tmp_path):
-    hermetic = {"recipes": {}, "comparison": {}}
+    hermetic = {"recipes": {}, "comparisons": {}}
     report.write_report(invented_store(0.85, 0.80, 0.85, 0.83), tmp_path, **hermetic)
     good = (tmp_path / "results.md").read_text()
     report.write_report(invented_store(0.75, 0.80, 0.85, 0.83), tmp_path, **hermetic)
@@ -173,7 +173,7 @@ def test_report_page_states_the_computed_verdicts(tmp_path):
 
 
 def invented_comparison(minc: float, spectral: float, byol: float, pixels: float) -> dict:
-    """objectives_quickstart.py's file: the runs, the first holding the baselines."""
+    """objectives_at_budget.py's file: the runs, the first holding the baselines."""
     runs = [
         dict(r, train_seconds=200.0, wall_seconds=215.0)
         for r in invented_store(minc, spectral, byol, pixels).values()
@@ -186,22 +186,22 @@ def invented_comparison(minc: float, spectral: float, byol: float, pixels: float
     return {"runs": runs}
 
 
-def test_quickstart_comparison_verdicts_and_rows_follow_the_numbers(tmp_path):
+def test_objective_comparison_verdicts_and_rows_follow_the_numbers(tmp_path):
     row = (
-        "| MINC at the smallest batch beats SCL at the largest | Fashion-MNIST, quickstart budget |"
+        "| MINC at the smallest batch beats SCL at the largest | Fashion-MNIST, `toy.yaml` budget |"
     )
     pixel_row = (
-        "| (baseline) MINC's features beat the raw pixels | Fashion-MNIST, quickstart budget |"
+        "| (baseline) MINC's features beat the raw pixels | Fashion-MNIST, `toy.yaml` budget |"
     )
     for (minc, pixels), verdict in (((0.85, 0.83), "holds"), ((0.75, 0.80), "does not hold")):
         comparison = invented_comparison(minc, 0.80, 0.85, pixels)
-        report.write_report({}, tmp_path, recipes={}, comparison=comparison)
+        report.write_report({}, tmp_path, recipes={}, comparisons={"toy": comparison})
         page = (tmp_path / "results.md").read_text()
         assert f"{row} **{verdict}** |" in page
         assert f"{pixel_row} **{verdict}** |" in page
         assert f"| raw pixels (784 values) | – | – | {100 * pixels:.2f} |" in page
         assert "| minc | 64 | 3.3 |" in page  # the cell's mean training minutes
-    assert (tmp_path / "objectives_quickstart.png").is_file()
+    assert (tmp_path / "objectives_toy.png").is_file()
 
 
 def test_run_missing_trains_only_what_the_file_lacks(tmp_path):
@@ -254,9 +254,9 @@ def test_recipe_rows_follow_the_curve(tmp_path):
         "| (baseline) `configs/toy.yaml` beats the raw pixels in 60 minutes, linear "
         "| Fashion-MNIST, one long run"
     )
-    report.write_report({}, tmp_path, recipes={"toy": recipe(0.85)}, comparison={})
+    report.write_report({}, tmp_path, recipes={"toy": recipe(0.85)}, comparisons={})
     assert f"{row} | **holds** |" in (tmp_path / "results.md").read_text()
-    report.write_report({}, tmp_path, recipes={"toy": recipe(0.70)}, comparison={})
+    report.write_report({}, tmp_path, recipes={"toy": recipe(0.70)}, comparisons={})
     assert f"{row} | **does not hold** |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "recipe_toy.png").is_file()
 
@@ -318,3 +318,28 @@ def test_loader_cost_leaves_torchs_thread_count_as_it_found_it():
     finally:
         torch.set_num_threads(before)
     assert all(set(modes) == {"loader", "device"} for modes in cost.values())
+
+
+def test_benchmark_scripts_pass_unknown_arguments_to_the_cli(tmp_path, monkeypatch):
+    """``--trainer.max_epochs=1`` goes to ``minc-lightning fit`` (argparse used to refuse it)."""
+    import objectives_at_budget
+    import recipe_curve
+
+    calls = []
+
+    def fake_point(config, run_dir, cli_args, baselines=False):
+        calls.append((cli_args, baselines))
+        return {"knn": 0.5, "linear": 0.5}
+
+    monkeypatch.setattr(objectives_at_budget, "final_point", fake_point)
+    argv = ["x", "--out", str(tmp_path), "--objectives", "minc", "byol", "--seeds", "0"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--batch_sizes", "64", "--trainer.max_epochs=1"])
+    objectives_at_budget.main()
+    assert [c[0][-1] for c in calls] == ["--trainer.max_epochs=1"] * 2
+    assert [c[1] for c in calls] == [True, False]  # the first run scores the baselines
+    assert len(json.loads((tmp_path / "objectives_quickstart.json").read_text())["runs"]) == 2
+
+    monkeypatch.setattr(recipe_curve, "fit_with_curve", lambda *a: calls.append(a))
+    monkeypatch.setattr(sys, "argv", ["x", "--out", str(tmp_path), "--trainer.max_epochs=1"])
+    recipe_curve.main()
+    assert calls[-1][-1] == ["--trainer.max_epochs=1"]
