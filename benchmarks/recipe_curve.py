@@ -35,8 +35,11 @@ from minc_lightning.evaluate import (
 
 
 def readme_score(backbone: torch.nn.Module, dm) -> dict[str, float]:
-    """kNN (k=200) and linear (100 epochs) top-1, as ``minc-lightning-eval`` scores by default."""
-    return score(backbone, dm, torch.device("cpu"), knn_k=200, linear_epochs=100)
+    """kNN (k=200) and linear (100 epochs) top-1, as ``minc-lightning-eval`` scores by default,
+    on the device the backbone is on: scoring moves it there, and a backbone moved to the CPU
+    in the middle of a GPU run would stop its next training step."""
+    device = next(backbone.parameters(), torch.empty(0)).device  # the pixels have no weights
+    return score(backbone, dm, device, knn_k=200, linear_epochs=100)
 
 
 class Curve(Callback):

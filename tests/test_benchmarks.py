@@ -343,3 +343,15 @@ def test_benchmark_scripts_pass_unknown_arguments_to_the_cli(tmp_path, monkeypat
     monkeypatch.setattr(sys, "argv", ["x", "--out", str(tmp_path), "--trainer.max_epochs=1"])
     recipe_curve.main()
     assert calls[-1][-1] == ["--trainer.max_epochs=1"]
+
+
+def test_the_curve_scores_a_backbone_where_it_is(monkeypatch):
+    """Scoring moves the backbone to the scoring device: a GPU run's backbone must not be moved
+    to the CPU between epochs (the curve used to score on the CPU always)."""
+    import recipe_curve
+
+    devices = []
+    monkeypatch.setattr(recipe_curve, "score", lambda net, dm, device, **kw: devices.append(device))
+    recipe_curve.readme_score(torch.nn.Linear(2, 2, device="meta"), None)
+    recipe_curve.readme_score(recipe_curve.Pixels(), None)
+    assert [d.type for d in devices] == ["meta", "cpu"]
