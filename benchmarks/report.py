@@ -331,7 +331,7 @@ def objective_verdicts(
     """The paper's claims on real data, MINC against SCL and BYOL (and every objective against
     the raw pixels), each as (verdict, numbers); none until every objective has runs."""
     acc = {
-        o: {b: [r[metric] for r in rs] for (oo, b), rs in runs.items() if oo == o}
+        o: {b: [r[metric] for r in rs] for (oo, b), rs in sorted(runs.items()) if oo == o}
         for o in OBJECTIVES
     }
     if not all(acc.values()):  # a partial run: no verdict until every objective has numbers
@@ -358,13 +358,15 @@ def objective_verdicts(
     }
     if pixels:
         beats = {
-            o: claim_every_batch(acc[o], {b: [pixels[metric]] for b in acc[o]})[0]
-            for o in OBJECTIVES
+            o: claim_every_batch(acc[o], {b: [pixels[metric]] for b in acc[o]}) for o in OBJECTIVES
         }
         out["pixels"] = (
-            beats["minc"],
+            beats["minc"][0],
             f"{metric}: raw pixels {100 * pixels[metric]:.2f}%; "
-            + ", ".join(f"{o} {v}" for o, v in beats.items()),
+            + ", ".join(
+                f"{o} {v} ({', '.join(f'{b}: {r}' for b, r in per.items())})"
+                for o, (v, per) in beats.items()
+            ),
         )
     return out
 
