@@ -207,6 +207,19 @@ def endless(dm: MINCDataModule, device: torch.device):
 
 
 # --- bookkeeping --------------------------------------------------------------------------
+def recorded(args: argparse.Namespace) -> dict[str, str]:
+    """The arguments as the committed results keep them: a folder inside the repository
+    relative to it, one outside by its name only (no path of the machine that ran it)."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, Path):
+            path = value.resolve()
+            return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+        return str(value)
+
+    return {k: text(v) for k, v in vars(args).items()}
+
+
 def load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -317,7 +330,7 @@ def main() -> None:
                 )
         store["budget"] = {
             "seconds": time.time() - started + store.get("budget", {}).get("seconds", 0.0),
-            "args": {k: str(v) for k, v in vars(args).items()},
+            "args": recorded(args),
         }
         path.write_text(json.dumps(store))
     from report import load_named, write_report

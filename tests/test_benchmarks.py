@@ -355,3 +355,20 @@ def test_the_curve_scores_a_backbone_where_it_is(monkeypatch):
     recipe_curve.readme_score(torch.nn.Linear(2, 2, device="meta"), None)
     recipe_curve.readme_score(recipe_curve.Pixels(), None)
     assert [d.type for d in devices] == ["meta", "cpu"]
+
+
+def test_reproduce_records_no_path_of_the_machine(tmp_path):
+    """runs.json is committed: it used to keep --out and --docs as absolute paths."""
+    import argparse
+
+    import reproduce
+
+    args = argparse.Namespace(
+        out=reproduce.ROOT / "docs" / "data", docs=tmp_path / "gpu_docs", seeds=3, root=None
+    )
+    assert reproduce.recorded(args) == {
+        "out": "docs/data",
+        "docs": "gpu_docs",
+        "seeds": "3",
+        "root": "None",
+    }
