@@ -103,6 +103,18 @@ def claim_lambda_diagonal(on: dict, off: dict) -> str:
     return FAILS if on["offdiag_ratio"] >= off["offdiag_ratio"] else UNSURE
 
 
+def claim_lambda_seeds(tril: dict[str, list[float]], full: dict[str, list[float]]) -> str:
+    """Several seeds each: tril(Λ)'s off-diagonal energy below full Λ's beyond 2 SE and under half
+    of it, and a more ordered diagonal beyond 2 SE: holds; either comparison the other way
+    beyond 2 SE: does not hold; otherwise inconclusive."""
+    lower = compare(full["offdiag_ratio"], tril["offdiag_ratio"])
+    ordered = compare(tril["diag_sorted"], full["diag_sorted"])
+    half = mean_se(tril["offdiag_ratio"])[0] < 0.5 * mean_se(full["offdiag_ratio"])[0]
+    if lower == ordered == "ahead" and half:
+        return HOLDS
+    return FAILS if "behind" in (lower, ordered) else UNSURE
+
+
 # --- formatting ---------------------------------------------------------------------------------
 def pm(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
     a = scale * np.asarray(values, dtype=float)
@@ -733,6 +745,77 @@ def spectrum_section(store: dict, docs: Path) -> list[str]:
     return lines
 
 
+LAMBDA_KEYS = ("offdiag_ratio", "diag_sorted", "knn", "linear")
+
+
+def lambda_groups(result: dict) -> dict[bool, dict[str, list[float]]]:
+    """lambda_at_budget.py's runs: each measure's values over the seeds, by ``triangular``."""
+    groups = {True: defaultdict(list), False: defaultdict(list)}
+    for r in result.get("runs", []):
+        for key in LAMBDA_KEYS:
+            groups[r["triangular"]][key].append(r[key])
+    return groups
+
+
+def lambda_verdict(result: dict) -> tuple[str, str] | None:
+    tril, full = (lambda_groups(result)[t] for t in (True, False))
+    if not (tril and full):
+        return None
+    numbers = (
+        f"off-diagonal energy {pm(tril['offdiag_ratio'], 1, 3)} (tril) vs "
+        f"{pm(full['offdiag_ratio'], 1, 3)}; ordered adjacent diagonal entries "
+        f"{pm(tril['diag_sorted'], 100, 0)}% vs {pm(full['diag_sorted'], 100, 0)}%"
+    )
+    return claim_lambda_seeds(tril, full), numbers
+
+
+def lambda_budget_section(result: dict, name: str, docs: Path) -> list[str]:
+    """benchmarks/lambda_at_budget.py: Λ at the end of one config's budget, tril on and off."""
+    verdict = lambda_verdict(result)
+    if verdict is None:
+        return []
+    groups = lambda_groups(result)
+    hours = sum(r["wall_seconds"] for r in result["runs"]) / 3600
+    lines = [
+        f"### tril(Λ) at the budget of `configs/{name}.yaml`",
+        "",
+        f"`python benchmarks/lambda_at_budget.py --config configs/{name}.yaml` "
+        f"({len(result['runs'])} runs, {hours:.1f} hours with evaluation): MINC with "
+        "`triangular` on and off, nothing else changed; Λ as it stands at the end of training.",
+        "",
+        "| triangular | seeds | off-diagonal energy | adjacent diagonal entries in decreasing "
+        "order (%) | kNN top-1 (%) | linear top-1 (%) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    for triangular in (True, False):
+        g = groups[triangular]
+        lines.append(
+            f"| {triangular} | {len(g['knn'])} | {pm(g['offdiag_ratio'], 1, 3)} | "
+            f"{pm(g['diag_sorted'], 100, 0)} | {pm(g['knn'])} | {pm(g['linear'])} |"
+        )
+        label = "tril(Λ)" if triangular else "full Λ"
+        for ax, key in zip(axes, ("offdiag_ratio", "diag_sorted"), strict=True):
+            ax.plot([label] * len(g[key]), g[key], "o", alpha=0.7)
+    axes[0].set(ylabel="‖Λ − diag Λ‖²_F / ‖Λ‖²_F", title="off-diagonal energy (0: diagonal)")
+    axes[1].set(ylabel="share", title="diagonal in decreasing order (1: ordered)")
+    for ax in axes:
+        ax.set_ylim(0, 1.05)
+        ax.grid(alpha=0.3)
+    return lines + [
+        "",
+        saved(fig, docs, f"lambda_{name}.png"),
+        "",
+        f"- tril(Λ) drives Λ towards a diagonal with ordered entries: {bold(verdict[0])} "
+        f"({verdict[1]}).",
+        "",
+        "Rule: holds when tril(Λ)'s off-diagonal energy is below full Λ's by more than 2 SE and "
+        "under half of it, and its diagonal is more ordered by more than 2 SE; does not hold "
+        "when either comparison goes the other way by more than 2 SE; otherwise inconclusive.",
+        "",
+    ]
+
+
 def ablation_section(store: dict) -> list[str]:
     rows = {k.split("/", 1)[1]: r for k, r in store.items() if k.startswith("ablation/")}
     if not rows:
@@ -755,7 +838,11 @@ SHORT = "Fashion-MNIST, short runs"  # section 2's table: reproduce.py's batch s
 
 
 def claims_table(
-    store: dict, exact: dict | None, recipes: dict | None = None, comparisons: dict | None = None
+    store: dict,
+    exact: dict | None,
+    recipes: dict | None = None,
+    comparisons: dict | None = None,
+    lambdas: dict | None = None,
 ) -> list[str]:
     rows = []
     if exact:
@@ -818,6 +905,10 @@ def claims_table(
         )
         verdict = claim_lambda_diagonal(on, off)
         rows.append(("tril(Λ) drives Λ towards an ordered diagonal", SHORT, verdict, energy))
+    for name, result in (lambdas or {}).items():
+        if (judged_lambda := lambda_verdict(result)) is not None:
+            claim = "tril(Λ) drives Λ towards an ordered diagonal"
+            rows.append((claim, f"Fashion-MNIST, `{name}.yaml` budget", *judged_lambda))
     for evidence, v in judged:
         if "pixels" in v:
             rows.append(("(baseline) MINC's features beat the raw pixels", evidence, *v["pixels"]))
@@ -872,20 +963,22 @@ def write_report(
     exact: dict | None = None,
     recipes: dict | None = None,
     comparisons: dict | None = None,
+    lambdas: dict | None = None,
 ) -> None:
     docs.mkdir(parents=True, exist_ok=True)
     lines = [
         "# Results: MINC against the spectral contrastive loss and BYOL",
         "",
         "Generated by `python benchmarks/report.py` from the raw results in `docs/data/`, "
-        "which `benchmarks/spectral_exact.py`, `reproduce.py`, `objectives_at_budget.py` and "
-        "`recipe_curve.py` write; rerun those to reproduce every number. torch "
-        f"{torch.__version__}.",
+        "which `benchmarks/spectral_exact.py`, `reproduce.py`, `objectives_at_budget.py`, "
+        "`lambda_at_budget.py` and `recipe_curve.py` write; rerun those to reproduce every "
+        f"number. torch {torch.__version__}.",
         "",
     ]
     recipes = recipes if recipes is not None else load_named("recipe")
     comparisons = comparisons if comparisons is not None else load_named("objectives")
-    lines += claims_table(store, exact, recipes, comparisons)
+    lambdas = lambdas if lambdas is not None else load_named("lambda")
+    lines += claims_table(store, exact, recipes, comparisons, lambdas)
     if exact:
         lines += exact_section(exact, docs)
     lines += batch_section(store, docs)
@@ -895,6 +988,8 @@ def write_report(
         lines += recipe_section(recipe, name, docs)
     lines += variance_section(store, docs)
     lines += spectrum_section(store, docs)
+    for name, result in lambdas.items():
+        lines += lambda_budget_section(result, name, docs)
     lines += ablation_section(store)
     (docs / "results.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {docs / 'results.md'}")
@@ -906,7 +1001,7 @@ def load(path: Path) -> dict:
 
 def load_named(kind: str, data: Path = DATA) -> dict[str, dict]:
     """``<kind>_<config name>.json`` files by config name: ``recipe`` for recipe_curve.py's
-    curves, ``objectives`` for objectives_at_budget.py's comparisons."""
+    curves, ``objectives`` for objectives_at_budget.py's, ``lambda`` for lambda_at_budget.py's."""
     return {p.stem[len(kind) + 1 :]: load(p) for p in sorted(data.glob(f"{kind}_*.json"))}
 
 
@@ -923,4 +1018,5 @@ if __name__ == "__main__":
         load(a.data / "spectral_exact.json") or None,
         load_named("recipe", a.data),
         load_named("objectives", a.data),
+        load_named("lambda", a.data),
     )

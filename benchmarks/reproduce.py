@@ -341,6 +341,7 @@ def main() -> None:
         load(args.out / "spectral_exact.json") or None,
         load_named("recipe", args.out),
         load_named("objectives", args.out),
+        load_named("lambda", args.out),
     )
 
 

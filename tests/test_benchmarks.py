@@ -159,7 +159,7 @@ def test_variance_and_lambda_verdicts_change_with_the_numbers():
 
 
 def test_report_page_states_the_computed_verdicts(tmp_path):
-    hermetic = {"recipes": {}, "comparisons": {}}
+    hermetic = {"recipes": {}, "comparisons": {}, "lambdas": {}}
     report.write_report(invented_store(0.85, 0.80, 0.85, 0.83), tmp_path, **hermetic)
     good = (tmp_path / "results.md").read_text()
     report.write_report(invented_store(0.75, 0.80, 0.85, 0.83), tmp_path, **hermetic)
@@ -195,13 +195,49 @@ def test_objective_comparison_verdicts_and_rows_follow_the_numbers(tmp_path):
     )
     for (minc, pixels), verdict in (((0.85, 0.83), "holds"), ((0.75, 0.80), "does not hold")):
         comparison = invented_comparison(minc, 0.80, 0.85, pixels)
-        report.write_report({}, tmp_path, recipes={}, comparisons={"toy": comparison})
+        report.write_report({}, tmp_path, recipes={}, comparisons={"toy": comparison}, lambdas={})
         page = (tmp_path / "results.md").read_text()
         assert f"{row} **{verdict}** |" in page
         assert f"{pixel_row} **{verdict}** |" in page
         assert f"| raw pixels (784 values) | – | – | {100 * pixels:.2f} |" in page
         assert "| minc | 64 | 3.3 |" in page  # the cell's mean training minutes
     assert (tmp_path / "objectives_toy.png").is_file()
+
+
+def invented_lambda(tril: tuple[float, float], full: tuple[float, float]) -> dict:
+    """lambda_at_budget.py's file: (off-diagonal energy, ordered share) per ``triangular``."""
+    runs = []
+    for seed in range(3):
+        for triangular, (offdiag, ordered) in ((True, tril), (False, full)):
+            runs.append(
+                {
+                    "triangular": triangular,
+                    "seed": seed,
+                    "offdiag_ratio": offdiag + 0.002 * seed,
+                    "diag_sorted": ordered + 0.01 * seed,
+                    "knn": 0.7,
+                    "linear": 0.8,
+                    "wall_seconds": 200.0,
+                }
+            )
+    return {"runs": runs}
+
+
+def test_lambda_verdict_over_seeds_follows_the_numbers(tmp_path):
+    def verdict(tril, full):
+        return report.lambda_verdict(invented_lambda(tril, full))[0]
+
+    assert verdict((0.1, 0.9), (0.9, 0.5)) == "holds"
+    assert verdict((0.95, 0.5), (0.9, 0.5)) == "does not hold"  # more off-diagonal energy
+    assert verdict((0.1, 0.3), (0.9, 0.5)) == "does not hold"  # a less ordered diagonal
+    assert verdict((0.6, 0.9), (0.9, 0.5)) == "inconclusive"  # lower, but not under half
+    assert verdict((0.9, 0.5), (0.9, 0.5)) == "inconclusive"  # within seed noise
+    row = "| tril(Λ) drives Λ towards an ordered diagonal | Fashion-MNIST, `toy.yaml` budget |"
+    for tril, expected in (((0.1, 0.9), "holds"), ((0.95, 0.5), "does not hold")):
+        lambdas = {"toy": invented_lambda(tril, (0.9, 0.5))}
+        report.write_report({}, tmp_path, recipes={}, comparisons={}, lambdas=lambdas)
+        assert f"{row} **{expected}** |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "lambda_toy.png").is_file()
 
 
 def test_run_missing_trains_only_what_the_file_lacks(tmp_path):
@@ -254,9 +290,9 @@ def test_recipe_rows_follow_the_curve(tmp_path):
         "| (baseline) `configs/toy.yaml` beats the raw pixels in 60 minutes, linear "
         "| Fashion-MNIST, one long run"
     )
-    report.write_report({}, tmp_path, recipes={"toy": recipe(0.85)}, comparisons={})
+    report.write_report({}, tmp_path, recipes={"toy": recipe(0.85)}, comparisons={}, lambdas={})
     assert f"{row} | **holds** |" in (tmp_path / "results.md").read_text()
-    report.write_report({}, tmp_path, recipes={"toy": recipe(0.70)}, comparisons={})
+    report.write_report({}, tmp_path, recipes={"toy": recipe(0.70)}, comparisons={}, lambdas={})
     assert f"{row} | **does not hold** |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "recipe_toy.png").is_file()
 
@@ -372,3 +408,27 @@ def test_reproduce_records_no_path_of_the_machine(tmp_path):
         "seeds": "3",
         "root": "None",
     }
+
+
+def test_the_curve_records_where_lambda_stands(tmp_path, monkeypatch):
+    """A MINC run's point holds Λ's off-diagonal energy and ordered share; other objectives'
+    points hold none."""
+    from types import SimpleNamespace
+
+    import recipe_curve
+
+    from minc_lightning.loss import MINCLoss
+
+    monkeypatch.setattr(recipe_curve, "readme_score", lambda backbone, dm: {"knn": 0.5})
+    criterion = MINCLoss(dim=3, alpha=0.1)
+    criterion.second_moment.copy_(torch.tensor([[3.0, 1, 0], [1, 2, 0], [0, 0, 1]]))
+    trainer = SimpleNamespace(current_epoch=0, max_epochs=1, datamodule=None)
+    for loss in (criterion, torch.nn.MSELoss()):
+        curve = recipe_curve.Curve([], tmp_path / "curve.json", {}, baselines=False)
+        curve.on_train_epoch_end(trainer, SimpleNamespace(backbone=None, criterion=loss))
+        points = curve.result["points"]
+        if loss is criterion:  # off-diagonal 2 of 16; diagonal 3 > 2 > 1: in order
+            assert points[0]["offdiag_ratio"] == pytest.approx(2 / 16)
+            assert points[0]["diag_sorted"] == 1.0
+        else:
+            assert "offdiag_ratio" not in points[0]
