@@ -800,7 +800,7 @@ def lambda_budget_section(result: dict, name: str, docs: Path) -> list[str]:
     axes[0].set(ylabel="‖Λ − diag Λ‖²_F / ‖Λ‖²_F", title="off-diagonal energy (0: diagonal)")
     axes[1].set(ylabel="share", title="diagonal in decreasing order (1: ordered)")
     for ax in axes:
-        ax.set_ylim(0, 1.05)
+        ax.set(xlim=(-0.5, 1.5), ylim=(0, 1.05))
         ax.grid(alpha=0.3)
     return lines + [
         "",
