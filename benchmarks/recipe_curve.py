@@ -141,7 +141,10 @@ def run_missing(out: Path, settings: list[dict], train: Callable[[dict], dict]) 
     """``train(setting)`` for each setting that ``out`` (a JSON file of ``{"runs": [...]}``)
     does not hold yet, saving after every run so that an interrupted script resumes; returns
     every run. A run holds a setting when it has each of the setting's keys and values."""
-    result = json.loads(out.read_text()) if out.exists() else {"runs": []}
+    try:
+        result = json.loads(out.read_text()) if out.exists() else {"runs": []}
+    except json.JSONDecodeError as error:  # the runs it holds took hours: never overwrite them
+        raise SystemExit(f"{out} is not valid JSON ({error}); mend or move it") from error
     for setting in settings:
         if any(setting.items() <= run.items() for run in result["runs"]):
             continue

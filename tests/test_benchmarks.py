@@ -255,6 +255,10 @@ def test_run_missing_trains_only_what_the_file_lacks(tmp_path):
     assert trained == [*settings[:3], settings[3]]
     assert [{k: r[k] for k in ("objective", "seed")} for r in runs] == settings
     assert json.loads(out.read_text())["runs"] == runs
+    out.write_text('{"runs": [')  # cut short: stop, naming the file, and leave it as it was
+    with pytest.raises(SystemExit, match="runs.json is not valid JSON"):
+        run_missing(out, settings, train)
+    assert out.read_text() == '{"runs": ['
 
 
 def test_recipe_verdict_and_trend_follow_the_curve():
