@@ -571,7 +571,7 @@ def minutes_to_reach(points: list[dict], target: float, metric: str) -> float | 
         return None
     x = np.log([p["train_seconds"] for p in last])
     slope, intercept = np.polyfit(x, [p[metric] for p in last], 1)
-    if slope <= 0:
+    if slope <= 1e-9:  # a flat curve fits a slope of ±1e-17, not 0: it does not rise
         return None
     return float(np.exp((target - intercept) / slope) / 60)
 
