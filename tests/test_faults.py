@@ -28,7 +28,6 @@ def fit_command(data: Path, run: Path, extra: list[str] = ()) -> list[str]:
         f"--config={CONFIG}",
         f"--data.root={data}",
         "--data.batch_size=8",
-        "--data.num_workers=0",
         "--data.train_subset=null",
         "--model.projection_hidden_dim=32",
         "--model.prediction_hidden_dim=32",
@@ -50,13 +49,16 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("augment_on", ["loader", "device"])
-def test_sigkill_mid_epoch_then_resume_is_bit_exact(tmp_path, augment_on):
+@pytest.mark.parametrize(
+    "augment_on, workers", [("loader", 0), ("device", 0), ("loader", 2), ("device", 2)]
+)
+def test_sigkill_mid_epoch_then_resume_is_bit_exact(tmp_path, augment_on, workers):
     write_fashion_mnist(tmp_path / "data", n_train=64, n_test=8)  # 8 batches per epoch
     data = tmp_path / "data"
 
     def fit(run_dir: Path, *extra: str) -> list[str]:
-        return fit_command(data, run_dir, [f"--data.augment_on={augment_on}", *extra])
+        options = [f"--data.augment_on={augment_on}", f"--data.num_workers={workers}"]
+        return fit_command(data, run_dir, [*options, *extra])
 
     straight = run(fit(tmp_path / "straight"), tmp_path)
     assert straight.returncode == 0, straight.stderr[-3000:]
@@ -84,18 +86,24 @@ def test_sigkill_mid_epoch_then_resume_is_bit_exact(tmp_path, augment_on):
     assert any(k.startswith("target_backbone") for k in a["state_dict"])
 
 
-def test_resumed_sampler_skips_exactly_the_trained_batches(tmp_path):
+def test_resumed_loader_starts_at_the_trained_position_with_workers(tmp_path):
+    """The loader's state (epoch, batches that reached the model) is restored before its
+    iterator exists: workers that draw their indices at once still start at that batch."""
     write_fashion_mnist(tmp_path, n_train=40)
-    dm = MINCDataModule("fashion_mnist", str(tmp_path), batch_size=4, num_workers=0)
+    dm = MINCDataModule("fashion_mnist", str(tmp_path), batch_size=4, num_workers=2)
     dm.setup("fit")
-    full = [y.tolist() for _, y in dm.train_dataloader()]
     loader = dm.train_dataloader()
-    loader.sampler.batches_done = lambda: 3  # what Lightning's progress says after a resume
-    assert [y.tolist() for _, y in loader] == full[3:]
-    loader.sampler.batches_done = lambda: 0
-    assert [y.tolist() for _, y in loader] == full
     loader.sampler.set_epoch(1)
-    assert [y.tolist() for _, y in loader] != full  # a new order every epoch
+    full = [y.tolist() for _, y in loader]
+    fresh = dm.train_dataloader()
+    fresh.load_state_dict({"epoch": 1, "batches_trained": 3})
+    assert [y.tolist() for _, y in fresh] == full[3:]
+    fresh.load_state_dict({"epoch": 0, "batches_trained": 10})  # saved at epoch 0's end
+    assert fresh.sampler.epoch == 1 and [y.tolist() for _, y in fresh] == full
+    for i, _ in enumerate(fresh):  # counted as batches reach the model, not as workers fetch
+        if i < 2:
+            fresh.mark_trained()
+    assert fresh.state_dict() == {"epoch": 1, "batches_trained": 2}
 
 
 class BadBatch(TwoViewToy):

@@ -296,31 +296,3 @@ def test_internals_built_by_cli_tells_a_config_from_an_object(tmp_path, monkeypa
         run=False,
     )
     assert cli.model.hparams.backbone["class_path"] == "minc_lightning.backbones.ConvNet"
-
-
-def test_internals_batches_done_is_the_restored_position(tmp_path, monkeypatch):
-    """minc_lightning.internals.batches_done_this_epoch: the batches of the current epoch already
-    trained when a fit starts (what a mid-epoch resume must skip)."""
-    from minc_lightning.internals import batches_done_this_epoch
-
-    monkeypatch.chdir(tmp_path)
-    seen = []
-
-    class Ask(Callback):  # at the first batch of a fit, as the sampler asks when it starts
-        def __init__(self):
-            self.asked = False
-
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            if not self.asked:
-                seen.append(batches_done_this_epoch(trainer))
-            self.asked = True
-
-    class SaveMidEpoch(Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            if trainer.global_step == 2:
-                trainer.save_checkpoint("mid.ckpt")
-
-    train, _ = loaders(n=32)  # 4 batches per epoch
-    trainer(max_epochs=1, callbacks=[Ask(), SaveMidEpoch()]).fit(tiny_module(), train)
-    trainer(max_epochs=1, callbacks=[Ask()]).fit(tiny_module(), train, ckpt_path="mid.ckpt")
-    assert seen == [0, 2]

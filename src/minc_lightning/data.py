@@ -15,6 +15,7 @@ and readers are the table ``minc_lightning.datasets.DATASETS``.
 
 from __future__ import annotations
 
+import signal
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -33,8 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from minc_lightning.augment import DeviceViews, LoaderViews, ViewRecipe, augment_batch
 from minc_lightning.checks import check, non_negative_int, one_of, optional, positive_int
 from minc_lightning.datasets import DATASETS, PRESETS, Preset, Source
-from minc_lightning.internals import batches_done_this_epoch
-from minc_lightning.sampling import SeededDataset, SeededSampler
+from minc_lightning.sampling import ResumableLoader, SeededDataset, SeededSampler
 
 __all__ = [
     "DATASETS",
@@ -78,6 +78,14 @@ def default_views(preset: Preset, image_size: int) -> tuple[BYOLView1Transform, 
 def default_augmentation(preset: Preset, image_size: int) -> MultiViewTransform:
     """The loader path's two-view transform: ``default_views`` yielding uint8."""
     return MultiViewTransform([uint8_output(v) for v in default_views(preset, image_size)])
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """Loader workers ignore SIGTERM and SIGUSR1. A scheduler signals the whole process group;
+    a worker that died of it would fail the training process before it writes the checkpoint
+    the signal asks for. The workers end with their training process."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 def check_arguments(args: dict[str, Any]) -> None:
@@ -172,6 +180,8 @@ class MINCDataModule(LightningDataModule):
         self.scale = 255 * torch.tensor(self.preset.stats[1]).view(1, -1, 1, 1)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+        self._train_loader: ResumableLoader | None = None
+        self._resume_position: dict[str, int] | None = None
 
     def build_eval_transform(self, eval_resize: int | None) -> T.Compose:
         """Resize, centre crop and normalise; the resize keeps the preset's ratio to the crop."""
@@ -192,7 +202,14 @@ class MINCDataModule(LightningDataModule):
         """Number of label classes (read from the training folder for ``dataset="folder"``)."""
         if self.entry.classes is None:
             return self.preset.num_classes
-        return len(self.entry.classes(self.source))
+        classes = self.entry.classes(self.source)
+        if len(classes) == 1:
+            raise ValueError(
+                f"data.root {self.root} holds 1 class folder ({classes[0]}): the online linear "
+                "probe needs at least 2 classes. Lay the images out as root/<class>/<image>, "
+                "one folder per class."
+            )
+        return len(classes)
 
     def build(self, split: Literal["train", "val"], transform) -> Dataset | None:
         """The dataset of a split under ``transform`` (None: no validation split)."""
@@ -256,7 +273,7 @@ class MINCDataModule(LightningDataModule):
         )
 
     def _loader(self, dataset: Dataset, train: bool, sampler=None) -> DataLoader:
-        return DataLoader(
+        return (ResumableLoader if train else DataLoader)(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
@@ -264,19 +281,68 @@ class MINCDataModule(LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=ignore_stop_signals if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:
-        # (seed, epoch, position) fix every batch and augmentation: a mid-epoch resume is exact
-        sampler = SeededSampler(
-            self.train_set, self.batch_size, seed=self.hparams.seed, batches_done=self._batches_done
-        )
-        return self._loader(SeededDataset(self.train_set), train=True, sampler=sampler)
+        # (seed, epoch, position) fix every batch and augmentation, and the loader's position
+        # travels in the checkpoint: a mid-epoch resume is exact with any number of workers
+        sampler = SeededSampler(self.train_set, self.batch_size, seed=self.hparams.seed)
+        loader = self._loader(SeededDataset(self.train_set), train=True, sampler=sampler)
+        if self._resume_position is not None:  # before any iterator exists (workers prefetch)
+            loader.load_state_dict(self._resume_position)
+            self._resume_position = None
+        self._train_loader = loader
+        return loader
 
-    def _batches_done(self) -> int:
-        """Batches of the current epoch already trained on (asked as the epoch starts: non-zero
-        only when Lightning resumes mid-epoch)."""
-        return 0 if self.trainer is None else batches_done_this_epoch(self.trainer)
+    # --- the stream of batches a checkpoint belongs to ---------------------------------------
+    def stream(self) -> dict[str, Any]:
+        """What decides the sequence of training batches and their augmentations: a resume that
+        differs in any of it would train other batches than the interrupted run, and is refused.
+        """
+        trainer = self.trainer
+        return {
+            "data.dataset": self.dataset,
+            "training images (data.root's contents)": len(self.train_set or ()),
+            "data.seed": self.hparams.seed,
+            "data.train_subset": self.hparams.train_subset,
+            "data.batch_size (per device)": self.batch_size,
+            "data.drop_last": self.drop_last,
+            "trainer.accumulate_grad_batches": trainer.accumulate_grad_batches if trainer else 1,
+            "processes (devices × nodes)": trainer.world_size if trainer else 1,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        position = self._train_loader.state_dict() if self._train_loader is not None else None
+        return {"stream": self.stream(), "views": self.views_made(), "position": position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Refuse, before training, a resume whose batches would differ from the checkpoint's
+        (naming each key and both values); log what differs without changing them; keep the
+        position in the epoch for the loader. (Lightning restores a loader's own state only
+        when it resumes inside an epoch, not from a checkpoint written at the epoch's end.)"""
+        self._resume_position = state.get("position")
+        before, now = state.get("stream", {}), self.stream()
+        changed = [k for k in before if k in now and before[k] != now[k]]
+        if changed:
+            raise ValueError(
+                "MINCDataModule: this run would train on another stream of batches than the "
+                "checkpoint it resumes: "
+                + "; ".join(f"{k} was {before[k]!r}, is now {now[k]!r}" for k in changed)
+                + ". Resume with the checkpoint's settings, or start a new run (another "
+                "trainer.default_root_dir)."
+            )
+        views = state.get("views", {})
+        harmless = [k for k in views if views[k] != self.views_made().get(k)]
+        for key in harmless:
+            rank_zero_info(
+                f"MINCDataModule: resuming with {key} {self.views_made()[key]!r} instead of the "
+                f"checkpoint's {views[key]!r} (the batches and their augmentations are the same)"
+            )
+
+    def views_made(self) -> dict[str, Any]:
+        """Settings that change how fast the batches are made, not which they are."""
+        return {"data.num_workers": self.num_workers, "data.augment_on": self.augment_on}
 
     def normalize(self, images: Tensor) -> Tensor:
         """Images (B, C, H, W), uint8 or float in [0, 1], as float32 normalised with the
@@ -290,6 +356,9 @@ class MINCDataModule(LightningDataModule):
         views, on the device the Trainer moved them to (validation batches are float already
         and pass through). Outside a Trainer, call it on each batch of ``train_dataloader()``:
         ``dm.on_after_batch_transfer(batch, 0)``."""
+        trainer = self.trainer
+        if trainer is not None and trainer.training and self._train_loader is not None:
+            self._train_loader.mark_trained()  # once per batch that reaches the model
         views = batch[0] if isinstance(batch, (list, tuple)) and batch else None
         if isinstance(views, DeviceViews):
             made = augment_batch(views, self.recipes)
