@@ -1,5 +1,7 @@
-"""A callback that kills its own process with SIGKILL after a given optimizer step, as a node
-failure would (no exception handlers, no checkpoint on the way out)."""
+"""Callbacks that end their own process the way a cluster does, after a given optimizer step:
+SIGKILL (a node failure: no handler runs, no checkpoint on the way out), or a scheduler's
+SIGTERM/SIGUSR1 sent to the whole process group (the training process and its loader workers),
+on one process of a DDP job only when ``rank`` is given."""
 
 import os
 import signal
@@ -14,3 +16,18 @@ class KillAt(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step >= self.step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SignalAt(Callback):
+    def __init__(self, step: int, name: str = "SIGTERM", rank: int | None = None) -> None:
+        self.step, self.name, self.rank, self.sent = step, name, rank, False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.sent or trainer.global_step < self.step:
+            return
+        self.sent = True
+        number = getattr(signal, self.name)
+        if self.rank is None:
+            os.killpg(os.getpgid(0), number)  # as `scancel --signal` or `kill -TERM -<pgid>`
+        elif trainer.global_rank == self.rank:
+            os.kill(os.getpid(), number)

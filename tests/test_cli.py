@@ -10,6 +10,7 @@ import yaml
 from fixtures import write_cifar, write_fashion_mnist, write_imagenet, write_stl10
 
 from minc_lightning.cli import run_cli
+from minc_lightning.run_checkpoint import ResumableCheckpoint
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 RECIPES = sorted(p for p in CONFIGS.glob("*.yaml") if p.stem not in ("sweep", "wandb"))
@@ -66,6 +67,11 @@ def test_every_recipe_parses_and_runs_one_step(recipe, tmp_path):
     ]
     cli = run_cli(args)
     assert cli.trainer.global_step == 1
+    # every recipe keeps its resumable state at every epoch end (a kill loses one epoch at most)
+    (saver,) = [c for c in cli.trainer.callbacks if isinstance(c, ResumableCheckpoint)]
+    assert saver.every_n_epochs == 1 and saver.on_signal
+    steps = config.get("checkpoint", {}).get("every_n_train_steps")
+    assert saver.every_n_train_steps == steps
     assert cli.model.hparams.objective == config["model"]["objective"]
     assert cli.model.hparams.num_classes == cli.datamodule.num_classes  # linked
     assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])

@@ -199,7 +199,7 @@ def test_fast_dev_run_in_a_run_directory_writes_nothing_resume_takes(tmp_path, d
 
 
 def test_resume_last_without_a_checkpoint_is_an_error_unless_asked(tmp_path, data):
-    with pytest.raises(FileNotFoundError, match="no checkpoint in .*run/checkpoints"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint of this run in .*run/checkpoints"):
         run_cli(["fit", *quick_args(data, tmp_path / "run"), "--ckpt_path=last"])
     cli = run_cli(["fit", *quick_args(data, tmp_path / "run"), "--ckpt_path=last_if_present"])
     assert cli.trainer.global_step == 2 and (tmp_path / "run/checkpoints/last.ckpt").is_file()

@@ -7,20 +7,64 @@ one of them names the file and the problem in the same words.
 from __future__ import annotations
 
 import math
+import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-LAST = re.compile(r"^last(-v\d+)?\.ckpt$")  # ModelCheckpoint's save_last names
+LAST = re.compile(r"^last(-v\d+)?\.ckpt$")  # the run's resumable state: last, last-v1, ...
+HPC = re.compile(r"^hpc_ckpt_\d+\.ckpt$")  # Lightning's SLURM auto-requeue saves (root folder)
+RUN_KEY = "minc_lightning_run"  # a checkpoint's run identity (ResumableCheckpoint)
+PARTIAL = ".partial"  # suffix of a file being written; never a checkpoint
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` that never leaves a partial file at ``path``: written to a temporary file
+    in the same folder, flushed and fsynced, then renamed over ``path`` (atomic within a
+    filesystem), and the folder fsynced. Errors name the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a directory; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL)
+    except OSError as err:
+        raise OSError(f"cannot write {path} ({err.strerror or err})") from err
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except OSError:  # some filesystems cannot fsync a folder; the rename is done
+        pass
+    for stale in path.parent.glob(f".{path.name}.*{PARTIAL}"):  # left by a killed writer
+        stale.unlink(missing_ok=True)
+    return path
 
 
 def load_checkpoint(path: str | Path, minc: bool = True) -> dict[str, Any]:
     """A checkpoint as a dict of tensors and plain values (``weights_only``: a checkpoint is
     data, never code). With ``minc``, it must also be one that ``minc-lightning fit`` wrote."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"checkpoint {path} is a directory; pass a checkpoint file in it (e.g. "
+            f"{path / 'last.ckpt'}) or --ckpt_path last"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     size = path.stat().st_size
@@ -42,14 +86,64 @@ def load_checkpoint(path: str | Path, minc: bool = True) -> dict[str, Any]:
     return ckpt
 
 
-def find_last(directory: str | Path) -> Path | None:
-    """The run's latest checkpoint in ``directory``: the newest ``last.ckpt`` or
-    ``last-vN.ckpt`` (a new run in a used directory writes the next version)."""
+def last_candidates(directory: str | Path) -> list[Path]:
+    """The resumable checkpoints in ``directory``, newest first: ``last.ckpt``/``last-vN.ckpt``
+    and Lightning's SLURM ``hpc_ckpt_N.ckpt`` (in the run folder above ``checkpoints/``), so
+    that "last" is the newest state whichever wrote it. Files being written never count."""
     directory = Path(directory)
-    if not directory.is_dir():
+    found = []
+    if directory.is_dir():
+        found += [p for p in directory.iterdir() if LAST.match(p.name) and p.is_file()]
+    parent = directory.parent
+    if parent.is_dir():
+        found += [p for p in parent.iterdir() if HPC.match(p.name) and p.is_file()]
+    return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
+
+
+def run_identity_of(path: Path) -> dict[str, Any] | None:
+    """The run identity a checkpoint records (None: none recorded, or unreadable)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # an unreadable file is reported when it is resumed, not here
         return None
-    found = [p for p in directory.iterdir() if LAST.match(p.name) and p.is_file()]
-    return max(found, key=lambda p: (p.stat().st_mtime_ns, p.name)) if found else None
+    return ckpt.get(RUN_KEY) if isinstance(ckpt, dict) else None
+
+
+def identity_differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
+    """The keys whose values differ between two run identities, with both values."""
+    keys = sorted(set(theirs) | set(ours))
+    return [
+        f"{k}: {theirs.get(k, '(unset)')!r} there, {ours.get(k, '(unset)')!r} here"
+        for k in keys
+        if theirs.get(k) != ours.get(k)
+    ]
+
+
+def find_last(
+    directory: str | Path, identity: dict[str, Any] | None = None
+) -> tuple[Path | None, list[tuple[Path, list[str]]]]:
+    """The run's latest checkpoint in ``directory`` (None: there is none), and the newer ones
+    that belong to other runs (each with how its identity differs). With ``identity``, a
+    checkpoint whose recorded identity differs is another run's and is passed over."""
+    others = []
+    for path in last_candidates(directory):
+        recorded = run_identity_of(path) if identity is not None else None
+        if identity is None or recorded is None:
+            return path, others
+        differences = identity_differences(recorded, identity)
+        if not differences:
+            return path, others
+        others.append((path, differences))
+    return None, others
+
+
+def next_last_name(directory: str | Path) -> str:
+    """``last.ckpt``, or the first ``last-vN.ckpt`` not yet in ``directory``."""
+    directory, name, n = Path(directory), "last.ckpt", 0
+    while (directory / name).exists():
+        n += 1
+        name = f"last-v{n}.ckpt"
+    return name
 
 
 def state_dict_differences(own: dict[str, Tensor], theirs: dict[str, Tensor]) -> list[str]:

@@ -4,17 +4,19 @@
     minc-lightning fit --config configs/imagenet.yaml --ckpt_path last   # resume
     minc-lightning fit --config configs/imagenet.yaml --ckpt_path last_if_present  # preemptible
 
-On top of LightningCLI: ``model.num_classes`` follows ``data.num_classes``; checkpoints go to
-``<trainer.default_root_dir>/checkpoints`` (``last.ckpt`` always kept); ``--ckpt_path last``
-resumes the run's latest checkpoint and is an error when there is none, ``last_if_present``
-starts afresh then (a preemptible job's restart); a ``fast_dev_run`` smoke test writes no
-checkpoint; before training the checkpoint to resume is read and the output folders are
-checked writable, after it the checkpoint the summary names is read back; a picture of Λ goes
-to the logger and the run folder every ``lambda_pictures.every_n_epochs`` (10) epochs and at the
-end; the resolved config
-is saved with each run and sent to W&B; a W&B run resumed from a checkpoint reuses its run id;
-without W&B credentials, or when W&B's server cannot be reached within seconds, the W&B logger
-runs offline instead of failing; a run ends with a short summary.
+On top of LightningCLI: ``model.num_classes`` follows ``data.num_classes``; the run's resumable
+state goes to ``<trainer.default_root_dir>/checkpoints/last.ckpt`` at every epoch end, every
+``checkpoint.every_n_train_steps`` steps and on SIGTERM/SIGUSR1, after which the run exits with
+75 (``ResumableCheckpoint``); a W&B sweep's run writes under ``<default_root_dir>/<run id>``;
+``--ckpt_path last`` resumes this run's latest checkpoint (never another run's from the same
+folder) and is an error when there is none, ``last_if_present`` starts afresh then (a
+preemptible job's restart); a ``fast_dev_run`` smoke test writes no
+checkpoint; before training the checkpoint to resume is read and the output folders are checked
+writable, after it the checkpoint the summary names is read back; a picture of Λ goes to the
+logger and the run folder every ``lambda_pictures.every_n_epochs`` (10) epochs and at the end;
+the resolved config is saved with each run and sent to W&B; a W&B run resumed from a checkpoint
+reuses its run id; without W&B credentials, or when W&B's server cannot be reached within
+seconds, the W&B logger runs offline instead of failing; a run ends with a short summary.
 """
 
 from __future__ import annotations
@@ -29,16 +31,17 @@ from urllib.parse import urlparse
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from minc_lightning.checkpoints import find_last, load_checkpoint
 from minc_lightning.data import MINCDataModule
 from minc_lightning.module import MINCModule
 from minc_lightning.pictures import LambdaPictures
 from minc_lightning.progress import LineProgress
+from minc_lightning.run_checkpoint import PREEMPTED_EXIT, Preempted, ResumableCheckpoint
 
 WANDB_ID_KEY = "wandb_run_id"
 RESUME_IF_PRESENT = "last_if_present"  # --ckpt_path value: resume when a checkpoint exists
@@ -62,10 +65,19 @@ class RunSummary(Callback):
             last = "(none: a fast_dev_run smoke test writes no checkpoint)"
         else:
             last = getattr(trainer.checkpoint_callback, "last_model_path", "")
+            savers = [c for c in trainer.callbacks if isinstance(c, ResumableCheckpoint)]
+            if not last and savers:  # it saves after any step: nothing was trained
+                raise RuntimeError(
+                    f"minc-lightning: the run trained zero optimizer steps (it stopped at step "
+                    f"{trainer.global_step}, epoch {trainer.current_epoch}; max_epochs "
+                    f"{trainer.max_epochs}, max_steps {trainer.max_steps}, "
+                    f"{trainer.num_training_batches} training batches per epoch), so it has no "
+                    "result to save. To train more, raise --trainer.max_epochs."
+                )
             if not last:
                 raise RuntimeError(
-                    "minc-lightning: training finished but no checkpoint was saved; keep "
-                    "checkpoint.save_last=true (the default) so the run's result is kept."
+                    "minc-lightning: training finished but no checkpoint was saved: "
+                    "the Trainer has no ResumableCheckpoint callback."
                 )
             try:
                 load_checkpoint(last)
@@ -74,6 +86,12 @@ class RunSummary(Callback):
                     f"minc-lightning: training finished but its checkpoint {last} was not "
                     f"written or does not load back ({err}); the run's result is lost."
                 ) from err
+        failed = [c.failed for c in trainer.callbacks if getattr(c, "failed", None)]
+        if failed:
+            raise RuntimeError(
+                f"minc-lightning: the training finished and its checkpoint {last} is safe (read "
+                f"back), but {failed[0]}."
+            )
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         accuracy = ", ".join(f"{k} = {100 * v:.2f}%" for k, v in sorted(metrics.items()))
         pictures = [c.last_path for c in trainer.callbacks if isinstance(c, LambdaPictures)]
@@ -143,22 +161,20 @@ class MINCLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.batch_size", "model.batch_size")  # the lr scales with it
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LambdaPictures, "lambda_pictures")  # every_n_epochs
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
-        parser.link_arguments(
-            "trainer.default_root_dir",
-            "checkpoint.dirpath",
-            compute_fn=lambda root: str(Path(root or ".") / "checkpoints"),
-        )
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
         trainer = config.get("trainer", {})
-        if trainer.get("fast_dev_run") and "checkpoint" in config:
-            # Lightning's ModelCheckpoint still saves `last` at the end of a fast_dev_run, and
-            # that 1-step file would then be the newest one `--ckpt_path last` finds.
-            config["checkpoint"]["save_last"] = False
+        if self.subcommand == "fit" and (sweep_run := os.environ.get("WANDB_SWEEP_ID")):
+            # every run of a sweep in its own folder: a restarted run finds only its own state
+            run_id = os.environ.get("WANDB_RUN_ID") or sweep_run
+            trainer["default_root_dir"] = str(Path(trainer.get("default_root_dir") or ".") / run_id)
+            rank_zero_info(
+                f"minc-lightning: W&B sweep run {run_id} in {trainer['default_root_dir']}"
+            )
+        self.identity = run_identity(config) if self.subcommand == "fit" else None
         if trainer.get("enable_progress_bar") is not False and not sys.stdout.isatty():
             # a log file, not a terminal: plain lines instead of carriage-return bar updates
             callbacks = self.trainer_defaults["callbacks"]
@@ -166,25 +182,41 @@ class MINCLightningCLI(LightningCLI):
         resumed: dict = {}
         if self.subcommand == "fit":
             root = Path(trainer.get("default_root_dir") or ".")
-            config["ckpt_path"] = self.resolve_ckpt_path(config.get("ckpt_path"), root)
+            if checkpoint_dir := (config.get("checkpoint") or {}).get("dirpath"):
+                folder = Path(checkpoint_dir)
+            else:
+                folder = root / "checkpoints"
+            config["ckpt_path"] = self.resolve_ckpt_path(
+                config.get("ckpt_path"), folder, self.identity
+            )
             # read once, now: a damaged checkpoint is named before anything starts
             resumed = load_checkpoint(config["ckpt_path"]) if config["ckpt_path"] else {}
         self.configure_wandb(config, resumed.get(WANDB_ID_KEY))
 
     @staticmethod
-    def resolve_ckpt_path(ckpt_path: str | None, root: Path) -> str | None:
-        """``last``: the run's latest checkpoint, an error when there is none;
-        ``last_if_present``: the same, or None (start afresh)."""
+    def resolve_ckpt_path(
+        ckpt_path: str | None, folder: Path, identity: dict[str, Any] | None = None
+    ) -> str | None:
+        """``last``: this run's latest checkpoint in ``folder``, an error when there is none;
+        ``last_if_present``: the same, or None (start afresh). Checkpoints whose recorded run
+        identity differs from ``identity`` belong to another run and are never picked."""
         if ckpt_path in ("last", RESUME_IF_PRESENT):
-            found = find_last(root / "checkpoints")
+            found, others = find_last(folder, identity)
+            foreign = "; ".join(
+                f"{path.name} belongs to another run ({', '.join(diff[:3])})"
+                for path, diff in others[:3]
+            )
             if found is None and ckpt_path == "last":
                 raise FileNotFoundError(
-                    f"--ckpt_path last: no checkpoint in {root / 'checkpoints'} to resume. Check "
-                    "--trainer.default_root_dir, or pass --ckpt_path last_if_present to start "
-                    "afresh when there is none (a preemptible job's restart)."
+                    f"--ckpt_path last: no checkpoint of this run in {folder} to resume"
+                    + (f" ({foreign})" if foreign else "")
+                    + ". Check --trainer.default_root_dir, or pass --ckpt_path last_if_present "
+                    "to start afresh when there is none (a preemptible job's restart)."
                 )
+            if foreign:
+                rank_zero_info(f"minc-lightning: not resuming {foreign}")
             if found is None:
-                rank_zero_info(f"minc-lightning: no checkpoint in {root / 'checkpoints'} yet")
+                rank_zero_info(f"minc-lightning: no checkpoint of this run in {folder} yet")
             ckpt_path = str(found) if found else None
         if ckpt_path:
             rank_zero_info(f"minc-lightning: resuming from {ckpt_path}")
@@ -216,10 +248,17 @@ class MINCLightningCLI(LightningCLI):
             rank_zero_info(f"minc-lightning: resuming W&B run {run_id}")
 
     def before_fit(self) -> None:
-        """Every folder the run writes to is writable before any step is taken."""
+        """Every folder the run writes to is writable before any step is taken; the checkpoint
+        callback knows the run's identity."""
         trainer = self.trainer
-        if trainer.checkpoint_callback is not None and not trainer.fast_dev_run:
-            check_writable(trainer.checkpoint_callback.dirpath, "checkpoints")
+        for callback in trainer.callbacks:
+            if isinstance(callback, ResumableCheckpoint):
+                callback.run_identity = self.identity
+        checkpoints = trainer.checkpoint_callback
+        if checkpoints is not None and not trainer.fast_dev_run:
+            folder = getattr(checkpoints, "dirpath", None)
+            folder = folder or Path(trainer.default_root_dir) / "checkpoints"
+            check_writable(folder, "checkpoints")
         for logger in trainer.loggers:
             if logger.save_dir:
                 check_writable(logger.save_dir, f"{type(logger).__name__} logs")
@@ -239,8 +278,76 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> MINCLightningCLI
     )
 
 
+# Settings that may change on resume without making it another run: how long it trains, how
+# fast the batches are made, where it logs, and the learning rate (applied from the restored step).
+NOT_IDENTITY = (
+    "ckpt_path",
+    "trainer",
+    "checkpoint",
+    "lambda_pictures",
+    "model.lr",
+    "data.root",
+    "data.num_workers",
+    "data.augment_on",
+    "data.pin_memory",
+    "data.download",
+    "config",
+)
+
+
+def run_identity(config: Any) -> dict[str, Any]:
+    """What makes a run this run: the seed, the model's and the data's settings (less
+    ``NOT_IDENTITY``) and, in a W&B sweep, the W&B run id. Flat keys, plain values."""
+    as_dict = config.as_dict() if hasattr(config, "as_dict") else dict(config)
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if any(prefix == k or prefix.startswith(k + ".") for k in NOT_IDENTITY):
+            return
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        else:
+            flat[prefix] = list(value) if isinstance(value, tuple) else value
+
+    walk("", {k: as_dict.get(k) for k in ("seed_everything", "model", "data")})
+    flat = {
+        k: v if isinstance(v, (int, float, str, bool, list, type(None))) else str(v)
+        for k, v in flat.items()
+    }
+    if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
+        flat["wandb.run_id"] = os.environ["WANDB_RUN_ID"]
+    return flat
+
+
 def main() -> None:
-    run_cli()
+    cli = None
+    try:
+        cli = run_cli()
+    except (Preempted, SIGTERMException) as stop:
+        where = getattr(stop, "path", "") or "the previous checkpoint (none written since)"
+        print(
+            f"minc-lightning: stopped by a signal; resumable state: {where}. Exit "
+            f"{PREEMPTED_EXIT}: run the same command with --ckpt_path last_if_present to go on.",
+            file=sys.stderr,
+        )
+        sys.exit(PREEMPTED_EXIT)
+    except Exception:
+        note_safe_checkpoint()
+        raise
+    del cli
+
+
+def note_safe_checkpoint() -> None:
+    """After a failure, say which checkpoint this run wrote before it (it is whole: written
+    atomically), so a failed picture or log write is not taken for lost training."""
+    path = ResumableCheckpoint.newest_written
+    if path:
+        print(
+            f"minc-lightning: the run failed after writing its checkpoint {path}, which is "
+            "whole (written atomically) and resumable with --ckpt_path last.",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

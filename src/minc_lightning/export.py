@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import torch
 from torch import Tensor, nn
 
 from minc_lightning.backbones import ResNet, Timm
+from minc_lightning.checkpoints import atomic_save
 from minc_lightning.checks import check, one_of
 from minc_lightning.evaluate import model_from_checkpoint
 
@@ -39,14 +39,20 @@ def export(ckpt: str, out: str, network: Literal["online", "target"] = "online")
         network: "online" (the trained student, default) or "target" (its EMA).
     """
     check("minc-lightning-export", network=(network, one_of(("online", "target"))))
+    path, source = Path(out).expanduser().resolve(), Path(ckpt).expanduser().resolve()
+    if path == source or source in path.parents:
+        raise ValueError(
+            f"minc-lightning-export: --out {out} would overwrite (or sit inside) the input "
+            f"checkpoint {ckpt}; choose another file"
+        )
+    if path.is_dir():
+        raise IsADirectoryError(f"minc-lightning-export: --out {out} is a directory; name a file")
     model = model_from_checkpoint(ckpt)
     if network == "target" and not model.objective.uses_target:
         raise ValueError(f"{ckpt}: objective {model.hparams.objective!r} has no target network")
     backbone = model.target_backbone if network == "target" else model.backbone
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = plain_state_dict(backbone)
-    torch.save(state, path)
+    atomic_save(state, path)  # a kill while writing leaves any earlier export whole
     print(f"wrote the {network} backbone of {ckpt} to {path} ({len(state)} tensors)")
     return path
 

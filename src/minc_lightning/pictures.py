@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only: no display is needed or wanted
 import matplotlib.pyplot as plt  # noqa: E402
 from lightning.pytorch import Callback, LightningModule, Trainer  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger  # noqa: E402
-from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 
@@ -47,6 +47,7 @@ class LambdaPictures(Callback):
             raise ValueError(f"LambdaPictures: every_n_epochs must be >= 1, got {every_n_epochs}")
         self.every_n_epochs = every_n_epochs
         self.last_path: Path | None = None
+        self.failed: str | None = None  # why the last picture could not be written
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
@@ -63,12 +64,17 @@ class LambdaPictures(Callback):
         name = "final" if final else f"epoch{trainer.current_epoch + 1}"
         fig = draw_lambda(lam, f"Λ after {trainer.global_step} steps")
         path = Path(trainer.default_root_dir) / "lambda" / f"lambda_{name}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-        self.last_path = path
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_image("lambda/picture", [str(path)], step=trainer.global_step)
-            elif isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_figure("lambda/picture", fig, trainer.global_step)
-        plt.close(fig)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, dpi=100)
+            self.last_path = path
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    logger.log_image("lambda/picture", [str(path)], step=trainer.global_step)
+                elif isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_figure("lambda/picture", fig, trainer.global_step)
+        except OSError as err:  # a full or read-only disk must not cost the training
+            self.failed = f"the picture of Λ {path} could not be written ({err})"
+            rank_zero_warn(f"LambdaPictures: {self.failed}; training goes on")
+        finally:
+            plt.close(fig)
