@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import torch
 import torchvision
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +158,9 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def find_fashion_mnist(root: Path | None) -> Path | None:
-    """The first folder holding the four Fashion-MNIST idx files (gzipped or not)."""
-    candidates = ([root, root / "FashionMNIST" / "raw"] if root else []) + [DEBIAN_FASHION_MNIST]
+    """The first folder holding the four Fashion-MNIST idx files (gzipped or not): in ``root``
+    when one is given (never another copy in its place), else Debian's."""
+    candidates = [root, root / "FashionMNIST" / "raw"] if root else [DEBIAN_FASHION_MNIST]
     for folder in candidates:
         if all(_idx_file(folder, stem) for stem in FASHION_MNIST_FILES):
             return folder
@@ -239,6 +241,70 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+# Every extension PIL reads (GIF, TGA, ICO, ... beyond torchvision's list), lower case.
+IMAGE_EXTENSIONS = tuple(
+    sorted(
+        {e.lower() for e, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+        | set(IMG_EXTENSIONS)
+    )
+)
+
+
+def hidden(name: str) -> bool:
+    """Folders and files that are not data: hidden ones (``.git``, ``.ipynb_checkpoints``,
+    AppleDouble ``._x.jpg``) and macOS archive debris (``__MACOSX``)."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def class_folders(directory: str | Path) -> list[str]:
+    """The class folders of ``directory``, sorted: its sub-folders and links to folders (an
+    ImageNet-100 made of links into ImageNet), less hidden ones."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is not a folder")
+    names = [e.name for e in os.scandir(directory) if not hidden(e.name) and e.is_dir()]
+    if not names:
+        raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
+    return sorted(names)
+
+
+class FolderWalk:
+    """Finds the images of a dataset's class folders, each real file once.
+
+    Links are followed, also out of the dataset (a subset made of links into a full copy), but
+    a folder is entered once in the whole dataset: a link loop, a second link to the same
+    folder, or a link back to the dataset's root, one of its parents or another class folder
+    adds nothing. Hidden entries are not visited."""
+
+    def __init__(self, root: Path, class_dirs: list[Path]) -> None:
+        self.root = root.resolve()
+        self.classes = {d.resolve() for d in class_dirs}
+        self.dirs: set[Path] = set()
+        self.files: set[Path] = set()
+
+    def images(self, folder: Path) -> tuple[list[Path], list[Path]]:
+        """The images under class folder ``folder`` (sorted), and the other files there."""
+        images, others, stack = [], [], [folder]
+        while stack:
+            current = stack.pop()
+            real = current.resolve()
+            back = real == self.root or real in self.root.parents or real in self.classes
+            if real in self.dirs or (current is not folder and back):
+                continue
+            self.dirs.add(real)
+            for entry in sorted(os.scandir(current), key=lambda e: e.name):
+                path = Path(entry.path)
+                if hidden(entry.name):
+                    continue
+                if entry.is_dir():
+                    stack.append(path)
+                elif entry.is_file() and path.resolve() not in self.files:
+                    self.files.add(path.resolve())
+                    suffix = path.suffix.lower()
+                    (images if suffix in IMAGE_EXTENSIONS else others).append(path)
+        return sorted(images), others
+
+
 class CheckedImageFolder(torchvision.datasets.ImageFolder):
     """``ImageFolder`` with a given class list, whose errors name the file or folder.
 
@@ -273,11 +339,40 @@ class CheckedImageFolder(torchvision.datasets.ImageFolder):
         except FileNotFoundError as err:
             raise FileNotFoundError(
                 f"{root}: {err}. Every class folder root/<class>/ needs at least one image "
-                f"with one of the extensions {', '.join(IMG_EXTENSIONS)}."
+                f"with one of the extensions PIL opens ({', '.join(IMAGE_EXTENSIONS[:12])}, ...)."
             ) from err
 
+    def make_dataset(
+        self,
+        directory: str,
+        class_to_idx: dict[str, int],
+        extensions: Any = None,
+        is_valid_file: Any = None,
+        allow_empty: bool = False,
+    ) -> list[tuple[str, int]]:
+        """Every file PIL opens (``IMAGE_EXTENSIONS``), each real file once (``FolderWalk``);
+        other files are counted and the first few named in the log."""
+        names = [n for n in sorted(class_to_idx) if (Path(directory) / n).is_dir()]
+        walk = FolderWalk(Path(directory), [Path(directory) / n for n in names])
+        samples, skipped = [], []
+        for name in names:
+            folder, label = Path(directory) / name, class_to_idx[name]
+            images, others = walk.images(folder)
+            if not images and not allow_empty:
+                raise FileNotFoundError(f"Found no valid file for the class {name}.")
+            samples += [(str(p), label) for p in images]
+            skipped += others
+        if skipped:
+            log.warning(
+                "%s: skipped %d files that are not images PIL opens (e.g. %s)",
+                directory,
+                len(skipped),
+                ", ".join(str(p) for p in skipped[:3]),
+            )
+        return samples
+
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
-        present, _ = find_classes(directory)
+        present = class_folders(directory)
         if self.keep is None:
             return present, {c: i for i, c in enumerate(present)}
         absent = sorted(set(self.keep) - set(present))
@@ -306,7 +401,7 @@ class CheckedImageFolder(torchvision.datasets.ImageFolder):
                 if from_file is not None:
                     return from_file(image), target
                 image = to_rgb(image)  # converting forces a full decode
-        except (OSError, SyntaxError, ValueError) as err:
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             if self.on_corrupt == "raise":
                 raise OSError(
                     f"cannot read image {path} ({err}); set data.on_corrupt=skip to skip "
@@ -397,7 +492,7 @@ def _train_dir(src: Source) -> Path:
 
 def folder_classes(src: Source) -> list[str]:
     try:
-        return find_classes(str(_train_dir(src)))[0]
+        return class_folders(_train_dir(src))
     except FileNotFoundError:
         return []
 

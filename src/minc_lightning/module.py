@@ -215,6 +215,9 @@ class MINCModule(LightningModule):
             rank_zero_info(changed)
         self.lr_schedulers().refresh()  # this step's lr under this run's horizon
         self.guard.start(self.criterion, self.global_step)
+        check_labels_fit(trainer.datamodule, hp.num_classes)
+        if ignored := self.objective.ignored():
+            rank_zero_info(f"MINCModule: objective {hp.objective!r} ignores {', '.join(ignored)}")
         rank_zero_info(
             f"MINCModule: global batch {self.global_batch()} ({hp.batch_size} per device × "
             f"{trainer.world_size} processes × {trainer.accumulate_grad_batches} accumulated), "
@@ -269,6 +272,20 @@ def declared_no_decay(module: nn.Module) -> list[nn.Parameter]:
         names = sub.no_weight_decay() if callable(getattr(sub, "no_weight_decay", None)) else ()
         found += [p for n, p in sub.named_parameters() if n in names]
     return found
+
+
+def check_labels_fit(datamodule: Any, num_classes: int) -> None:
+    """The probe has a class for every label the data module's training split holds."""
+    classes = getattr(datamodule, "num_classes", None)
+    if not isinstance(classes, int) or classes == 0:
+        return
+    root = getattr(datamodule, "root", None)
+    if num_classes and classes > num_classes:
+        raise ValueError(
+            f"data.root {root} holds {classes} classes (labels 0 to {classes - 1}), but "
+            f"model.num_classes is {num_classes}: set model.num_classes={classes}, or leave it "
+            "unset so the CLI takes it from the data."
+        )
 
 
 def check_batch_size(size: int, expected: int | None) -> None:

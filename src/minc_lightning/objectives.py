@@ -47,12 +47,23 @@ class Objective:
         uses_predictor: the online network ends in a predictor MLP (when the module's
             ``use_predictor`` is on).
         diagnostics: scalars of the loss's state to log (Λ's, for MINC).
+        reads: which of the loss settings (``LossSettings``) the loss reads.
     """
 
     build: Callable[[LossSettings], nn.Module]
     uses_target: bool
     uses_predictor: bool
     diagnostics: Callable[[nn.Module], dict[str, float]] = lambda loss: {}
+    reads: tuple[str, ...] = ()
+
+    def ignored(self) -> tuple[str, ...]:
+        """MINCModule's settings this objective does not use."""
+        unused = [k for k in ("alpha", "triangular", "moment_source", "mu") if k not in self.reads]
+        if not self.uses_target:
+            unused.append("tau_base")
+        if not self.uses_predictor:
+            unused += ["use_predictor", "prediction_hidden_dim"]
+        return tuple(unused)
 
 
 def _minc_state(loss: nn.Module) -> dict[str, float]:
@@ -66,9 +77,13 @@ OBJECTIVES: dict[str, Objective] = {
         uses_target=True,
         uses_predictor=True,
         diagnostics=_minc_state,
+        reads=("alpha", "triangular", "moment_source", "mu"),
     ),
     "spectral": Objective(
-        build=lambda s: SpectralContrastiveLoss(s.mu), uses_target=False, uses_predictor=False
+        build=lambda s: SpectralContrastiveLoss(s.mu),
+        uses_target=False,
+        uses_predictor=False,
+        reads=("mu",),
     ),
     "byol": Objective(build=lambda s: BYOLLoss(), uses_target=True, uses_predictor=True),
 }
