@@ -66,6 +66,9 @@ def test_kill_during_a_checkpoint_write_on_another_filesystem_keeps_the_previous
     assert find_last(last.parent)[0] == last  # a partial file is never taken for `last`
     atomic_save({"step": torch.tensor(3)}, last)  # the next write clears what the kill left
     assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert last.stat().st_mode & 0o777 == 0o666 & ~mask  # as any file the user writes
 
 
 def test_writes_to_a_directory_or_an_unwritable_folder_name_the_path(tmp_path):

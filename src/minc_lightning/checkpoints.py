@@ -35,6 +35,7 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     except OSError as err:
         raise OSError(f"cannot write {path} ({err.strerror or err})") from err
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide it from the group
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
@@ -84,6 +85,12 @@ def load_checkpoint(path: str | Path, minc: bool = True) -> dict[str, Any]:
                 "MINCModule hyper-parameters; was it written by `minc-lightning fit`?)"
             )
     return ckpt
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def last_candidates(directory: str | Path) -> list[Path]:
