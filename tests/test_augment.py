@@ -61,8 +61,9 @@ def test_flip_grayscale_solarize_equal_torchvision():
     ):
         for xi, ci, oi in zip(x, chosen, out, strict=True):
             expected = op(xi) if ci else xi
-            # kornia's grayscale weights are 0.299 where torchvision's are 0.2989
-            torch.testing.assert_close(oi, expected, atol=1e-4, rtol=0)
+            # kornia's grayscale weights are 0.299 where torchvision's are 0.2989: up to
+            # 1.0e-4 apart in [0, 1] (1/40 of a uint8 level), by float rounding on some versions
+            torch.testing.assert_close(oi, expected, atol=2e-4, rtol=0)
 
 
 def test_blur_equals_torchvision_with_each_sigma():

@@ -1,6 +1,7 @@
 """MINCModule on a tiny backbone: EMA timing, accumulation, probe, checkpoints, precision."""
 
 import copy
+import importlib
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import minc_lightning.module as module_file
+from minc_lightning.backbones import ConvNet
 from minc_lightning.cli import run_cli
 from minc_lightning.loss import MINCLoss
 from minc_lightning.module import MINCModule
@@ -295,4 +297,6 @@ def test_internals_built_by_cli_tells_a_config_from_an_object(tmp_path, monkeypa
         [f"--config={config}", f"--data.root={tmp_path / 'data'}", "--data.num_workers=0"],
         run=False,
     )
-    assert cli.model.hparams.backbone["class_path"] == "minc_lightning.backbones.ConvNet"
+    # the class's path (jsonargparse ≥ 4.39 writes the shortest one that imports it)
+    module, _, name = cli.model.hparams.backbone["class_path"].rpartition(".")
+    assert getattr(importlib.import_module(module), name) is ConvNet

@@ -116,7 +116,7 @@ class MINCModule(LightningModule):
     def tau(self, step: int) -> float:
         """Target momentum after ``step`` optimizer steps: tau_base → 1 by a cosine."""
         # lightly's schedule over total + 1 points is exactly SPEC's 1 - (1 - τ₀)(cos(πk/K) + 1)/2
-        return cosine_schedule(step, self.horizon[1] + 1, self.hparams.tau_base, 1.0)
+        return float(cosine_schedule(step, self.horizon[1] + 1, self.hparams.tau_base, 1.0))
 
     def objective_loss(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The self-supervised loss of two views (B, C, H, W), with the online backbone features

@@ -31,7 +31,10 @@ class WarmupCosine(torch.optim.lr_scheduler.LambdaLR):
         """The learning rate's multiplier after ``step`` optimizer steps."""
         warmup, total = self.horizon()
         total = max(total, 1)
-        return cosine_warmup_schedule(min(step, total), total, 1.0, 0.001, min(warmup, total), 0.0)
+        # float(): some lightly versions return numpy scalars, which weights_only loads refuse
+        return float(
+            cosine_warmup_schedule(min(step, total), total, 1.0, 0.001, min(warmup, total), 0.0)
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_epoch": self.last_epoch}
