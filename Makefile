@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data quickstart test lint
+.PHONY: install data quickstart test test-fast lint
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -33,3 +33,7 @@ lint: install
 
 test: install data lint
 	$(PY) -m pytest
+
+# the tests that start no fresh Python process (signals, kills, DDP, the GPU check's dry run)
+test-fast: install data
+	$(PY) -m pytest -m "not slow"

@@ -129,7 +129,7 @@ class ResumableCheckpoint(Checkpoint):
         ):
             return
         path = self.path(trainer)
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # the whole state, said explicitly
         self.saved_step = trainer.global_step
         ResumableCheckpoint.newest_written = str(path)
         if why:
