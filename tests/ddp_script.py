@@ -35,6 +35,8 @@ class Record(L.Callback):
                 [flat(pl_module.target_backbone), flat(pl_module.target_projector)]
             )
             record["lambda"] = pl_module.criterion.second_moment.clone()
+            record["alpha"] = getattr(pl_module.criterion, "alpha", None)  # as the rule scaled it
+            record["tau_start"] = pl_module.tau_start
         self.steps.append(record)
 
     def on_train_end(self, trainer, pl_module) -> None:

@@ -31,6 +31,9 @@ def test_two_processes_match_one_process_at_every_step(tmp_path, objective):
         # the processes agree exactly on the state they share
         assert torch.equal(a["online"], b["online"]), step
         if objective == "minc":
+            # the EMA scaling rule counts the global batch: 8 images per update either way
+            assert a["alpha"] == b["alpha"] == s["alpha"] == 1 - 0.9 ** (8 / 256)
+            assert a["tau_start"] == s["tau_start"] == 0.99 ** (8 / 256)
             assert torch.equal(a["lambda"], b["lambda"]), step
             assert torch.equal(a["target"], b["target"]), step
             torch.testing.assert_close(a["lambda"], s["lambda"], rtol=1e-4, atol=1e-6)

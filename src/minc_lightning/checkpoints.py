@@ -187,14 +187,18 @@ class ResumeRecord:
     def __init__(self) -> None:
         self.before: dict[str, Any] = {}
 
-    def save(self, checkpoint: dict[str, Any], lr: float, global_batch: int) -> None:
-        checkpoint[self.KEY] = {"lr": lr, "global_batch": global_batch}
+    def save(
+        self, checkpoint: dict[str, Any], lr: float, global_batch: int, emas: dict | None = None
+    ) -> None:
+        applied = {k: v[1] for k, v in (emas or {}).items()}  # the EMA values in use
+        checkpoint[self.KEY] = {"lr": lr, "global_batch": global_batch, "emas": applied}
 
     def load(self, checkpoint: dict[str, Any]) -> None:
         self.before = dict(checkpoint.get(self.KEY, {}))
 
-    def check(self, lr: float, global_batch: int) -> str | None:
-        """Raise on a changed batch size; return the message for a changed lr (None if same)."""
+    def check(self, lr: float, global_batch: int, emas: dict | None = None) -> str | None:
+        """Raise on a changed batch size; return the message for a changed lr or EMA value
+        (None if the same)."""
         before = self.before
         if before.get("global_batch", global_batch) != global_batch:
             raise ValueError(
@@ -204,9 +208,16 @@ class ResumeRecord:
                 "epoch are counted in batches. Resume with the original data.batch_size "
                 "(and devices, accumulate_grad_batches), or start a new run."
             )
-        if math.isclose(before.get("lr", lr), lr, rel_tol=1e-9):
+        changed = [
+            f"{k} {v[1]:.6g} instead of the checkpoint's {before['emas'][k]:.6g}"
+            for k, v in (emas or {}).items()
+            if k in before.get("emas", {}) and before["emas"][k] != v[1]
+        ]
+        if not math.isclose(before.get("lr", lr), lr, rel_tol=1e-9):
+            changed.insert(0, f"lr {lr:.4g} instead of the checkpoint's {before['lr']:.4g}")
+        if not changed:
             return None
         return (
-            f"MINCModule: resuming with lr {lr:.4g} instead of the checkpoint's "
-            f"{before['lr']:.4g}; the schedule continues from the restored step with it."
+            f"MINCModule: resuming with {', '.join(changed)}; the schedules continue from the "
+            "restored step with them."
         )

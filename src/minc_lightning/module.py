@@ -33,7 +33,13 @@ from minc_lightning.guard import NonFiniteGuard
 from minc_lightning.internals import built_by_cli
 from minc_lightning.objectives import OBJECTIVES, LossSettings
 from minc_lightning.probe import OnlineProbe
-from minc_lightning.schedule import WarmupCosine, run_horizon
+from minc_lightning.schedule import (
+    REFERENCE_BATCH,
+    WarmupCosine,
+    run_horizon,
+    scaled_momentum,
+    scaled_rate,
+)
 
 
 class MINCModule(LightningModule):
@@ -56,7 +62,11 @@ class MINCModule(LightningModule):
         objective: a key of ``minc_lightning.objectives.OBJECTIVES``: "minc", "spectral", "byol".
         alpha, triangular, moment_source, mu: the MINC loss (see ``MINCLoss``); ``mu`` also
             normalises the spectral loss.
-        tau_base: target momentum at step 0. optimizer: "lars" (lightly's), "sgd" or "adamw".
+        tau_base: target momentum at step 0, for updates of 256 images (with ``ema_scaling``).
+        ema_scaling: ``alpha`` and ``tau_base`` are given for a global batch of 256, the
+            reference of ``lr``, and scaled by the EMA scaling rule to the images each update
+            sees (``effective_emas``); False: they are per-update values, as given.
+        optimizer: "lars" (lightly's), "sgd" or "adamw".
         lr: base learning rate for a global batch of 256 (scaled linearly with the global batch).
         weight_decay: on weights only (biases and norm parameters: none, no LARS adaptation).
         momentum: for LARS and SGD.
@@ -81,6 +91,7 @@ class MINCModule(LightningModule):
         moment_source: Literal["target", "online"] = "target",
         mu: float | None = 1.0,
         tau_base: float = 0.99,
+        ema_scaling: bool = True,
         optimizer: Literal["lars", "sgd", "adamw"] = "lars",
         lr: float = 0.2,
         weight_decay: float = 1.5e-6,
@@ -106,6 +117,7 @@ class MINCModule(LightningModule):
         self.guard = NonFiniteGuard(on_nonfinite)
         self.resume = ResumeRecord()
         self.horizon = (0, 1)  # (warm-up steps, total optimizer steps) of the current run
+        self.tau_start = tau_base  # τ at step 0 for this run's updates (effective_emas)
 
     def add_target(self) -> None:
         """Frozen copies of backbone and projector (without gradients DDP needs no search)."""
@@ -116,7 +128,7 @@ class MINCModule(LightningModule):
     def tau(self, step: int) -> float:
         """Target momentum after ``step`` optimizer steps: tau_base → 1 by a cosine."""
         # lightly's schedule over total + 1 points is exactly SPEC's 1 - (1 - τ₀)(cos(πk/K) + 1)/2
-        return float(cosine_schedule(step, self.horizon[1] + 1, self.hparams.tau_base, 1.0))
+        return float(cosine_schedule(step, self.horizon[1] + 1, self.tau_start, 1.0))
 
     def objective_loss(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The self-supervised loss of two views (B, C, H, W), with the online backbone features
@@ -195,6 +207,37 @@ class MINCModule(LightningModule):
         trainer = self.trainer
         return self.hparams.batch_size * trainer.world_size * trainer.accumulate_grad_batches
 
+    def effective_emas(self) -> dict[str, tuple[float, float, float]]:
+        """Each EMA this objective has, as (given, applied, κ): κ counts the images one update
+        sees, per 256. Λ is updated at every forward from the batch all-reduced over processes
+        (κ = per device × processes / 256); the target once per optimizer step (× accumulation).
+        Without ``ema_scaling`` every κ is 1."""
+        hp, trainer = self.hparams, self.trainer
+        per_forward = self.hparams.batch_size * trainer.world_size
+        kappas = {
+            "alpha": per_forward / REFERENCE_BATCH,
+            "tau_base": per_forward * trainer.accumulate_grad_batches / REFERENCE_BATCH,
+        }
+        emas = {}
+        if "alpha" in self.objective.reads:
+            kappa = kappas["alpha"] if hp.ema_scaling else 1
+            emas["alpha"] = (hp.alpha, scaled_rate(hp.alpha, kappa), kappa)
+        if self.objective.uses_target:
+            kappa = kappas["tau_base"] if hp.ema_scaling else 1
+            emas["tau_base"] = (hp.tau_base, scaled_momentum(hp.tau_base, kappa), kappa)
+        return emas
+
+    def apply_emas(self) -> dict[str, tuple[float, float, float]]:
+        """Set the applied EMA values (before the first step of a fit); say and log them."""
+        emas = self.effective_emas()
+        if "alpha" in emas:
+            self.criterion.alpha = emas["alpha"][1]
+        if "tau_base" in emas:
+            self.tau_start = emas["tau_base"][1]
+        for logger in self.trainer.loggers:
+            logger.log_hyperparams({f"ema/{k}": v[1] for k, v in emas.items()})
+        return emas
+
     def scaled_lr(self) -> float:
         """``lr`` for the global batch: lr × global batch / 256."""
         return self.hparams.lr * self.global_batch() / 256
@@ -211,7 +254,8 @@ class MINCModule(LightningModule):
         trainer, hp = self.trainer, self.hparams
         self.horizon = run_horizon(trainer, hp.warmup_epochs)
         lr = self.scaled_lr()
-        if changed := self.resume.check(lr, self.global_batch()):
+        emas = self.apply_emas()
+        if changed := self.resume.check(lr, self.global_batch(), emas):
             rank_zero_info(changed)
         self.lr_schedulers().refresh()  # this step's lr under this run's horizon
         self.guard.start(self.criterion, self.global_step)
@@ -223,6 +267,12 @@ class MINCModule(LightningModule):
             f"{trainer.world_size} processes × {trainer.accumulate_grad_batches} accumulated), "
             f"lr {lr:.4g} (= {hp.lr} × {self.global_batch()}/256), {self.horizon[0]} warm-up of "
             f"{self.horizon[1]} steps"
+            + "".join(f", {k} {v[0]:.6g} → {v[1]:.6g}" for k, v in emas.items())
+            + (
+                f" (EMA scaling rule, κ = {'/'.join(f'{v[2]:.4g}' for v in emas.values())})"
+                if emas and hp.ema_scaling
+                else ""
+            )
         )
 
     def on_train_end(self) -> None:
@@ -230,7 +280,8 @@ class MINCModule(LightningModule):
 
     # --- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.resume.save(checkpoint, self.scaled_lr(), self.global_batch())
+        emas = self.effective_emas()
+        self.resume.save(checkpoint, self.scaled_lr(), self.global_batch(), emas)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse, with the differences, a checkpoint written under another configuration."""

@@ -61,3 +61,18 @@ def run_horizon(trainer: Trainer, warmup_epochs: float) -> tuple[int, int]:
         raise ValueError("MINCModule needs a finite run: set trainer.max_epochs or max_steps")
     per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
     return min(int(warmup_epochs * per_epoch), int(total)), int(total)
+
+
+# --- the EMA scaling rule (Busbridge et al., "How to Scale Your EMA", NeurIPS 2023) ------------
+REFERENCE_BATCH = 256  # alpha and tau_base are given for 256 images per update, as lr is
+
+
+def scaled_momentum(momentum: float, kappa: float) -> float:
+    """The momentum ρ of an EMA whose update sees ``kappa`` times the reference batch: ρ^κ
+    keeps the EMA's horizon, counted in images, where it was (exactly ρ at κ = 1)."""
+    return momentum if kappa == 1 else momentum**kappa
+
+
+def scaled_rate(rate: float, kappa: float) -> float:
+    """The EMA rate α = 1 − ρ under the same rule: 1 − (1 − α)^κ (exactly α at κ = 1)."""
+    return rate if kappa == 1 else 1.0 - (1.0 - rate) ** kappa
