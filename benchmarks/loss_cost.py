@@ -6,6 +6,13 @@ tensors autograd saves, measured with saved-tensor hooks; on CUDA also the peak 
 memory). MINC's extra state is Λ (dim × dim); the spectral loss builds N × N similarities.
 
     python benchmarks/loss_cost.py [--n 256 1024 4096 16384] [--dim 128 256 1024] [--device cpu]
+    python benchmarks/loss_cost.py --bare --n 4096 --dim 256   # MINCLoss against its arithmetic
+
+``--bare`` times MINCLoss's forward and backward against the same arithmetic written bare
+(normalise, the EMA step of Λ from tᵀt, tril, the loss), without its guarantees (no host
+synchronisation, a non-finite batch changes nothing), the two alternating in one block of runs,
+and prints the median of each and the median ratio of adjacent runs (the machine's drift falls
+on both alike).
 """
 
 from __future__ import annotations
@@ -56,13 +63,64 @@ def measure(loss: torch.nn.Module, n: int, dim: int, device: str, repeats: int) 
     return {"time": statistics.median(times[1:]), "saved": saved_bytes(step), "peak": peak}
 
 
+def bare_step(p: torch.Tensor, t: torch.Tensor, lam: torch.Tensor, alpha: float) -> None:
+    """MINC's arithmetic alone: normalise, Λ's EMA step from tᵀt, tril, the loss, backward."""
+    pn = torch.nn.functional.normalize(p, dim=-1)
+    tn = torch.nn.functional.normalize(t, dim=-1)
+    with torch.no_grad():
+        lam.lerp_(tn.T @ tn / len(tn), alpha)
+    a = lam.tril()
+    ap = pn.detach() @ a.T
+    (-2.0 * (pn * tn).sum(-1) + 2.0 * (pn * ap).sum(-1)).mean().backward()
+
+
+def bare_ratio(n: int, dim: int, device: str, runs: int) -> dict:
+    """Median times of MINCLoss and of ``bare_step``, alternating, and their ratio."""
+    g = torch.Generator().manual_seed(0)
+    p = torch.randn(n, dim, generator=g).to(device).requires_grad_(True)
+    t = torch.randn(n, dim, generator=g).to(device)
+    minc = MINCLoss(dim, alpha=0.1).to(device)
+    lam = torch.zeros(dim, dim, device=device)
+    steps = {"minc": lambda: minc(p, t).backward(), "bare": lambda: bare_step(p, t, lam, 0.1)}
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for i in range(2 * runs + 4):  # runs even: each name as often
+        name = ("minc", "bare", "bare", "minc")[i % 4]  # ABBA: neither always goes first
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        steps[name]()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i >= 4:  # two of each warm up
+            times[name].append(time.perf_counter() - start)
+        p.grad = None
+    minc_ms, bare_ms = (1e3 * statistics.median(times[k]) for k in ("minc", "bare"))
+    pairs = [m / b for m, b in zip(times["minc"], times["bare"], strict=True)]  # adjacent runs
+    return {"minc_ms": minc_ms, "bare_ms": bare_ms, "ratio": statistics.median(pairs)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[256, 1024, 4096, 16384])
     parser.add_argument("--dim", type=int, nargs="+", default=[128, 256, 1024])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bare", action="store_true", help="MINCLoss against its arithmetic")
+    parser.add_argument("--runs", type=int, default=15, help="with --bare: runs of each")
     args = parser.parse_args()
+    if args.bare:
+        print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads")
+        print("| N | dim | MINCLoss (ms) | bare arithmetic (ms) | median pair ratio |")
+        print("|---:|---:|---:|---:|---:|")
+        for n in args.n:
+            for dim in args.dim:
+                r = bare_ratio(n, dim, args.device, args.runs)
+                print(
+                    f"| {n} | {dim} | {r['minc_ms']:.2f} | {r['bare_ms']:.2f} | "
+                    f"{r['ratio']:.2f}× |",
+                    flush=True,
+                )
+        return
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads")
     print("| N | dim | MINC (ms) | SCL (ms) | SCL / MINC | MINC saved (MiB) | SCL saved (MiB) |")
     print("|---:|---:|---:|---:|---:|---:|---:|")

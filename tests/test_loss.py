@@ -104,18 +104,19 @@ def test_no_update_in_eval_mode():
     assert torch.equal(loss.second_moment, before) and loss.num_updates.item() == 1
 
 
+@pytest.mark.parametrize("mu", [1.0, None])
+@pytest.mark.parametrize("source", ["target", "online"])
 @pytest.mark.parametrize("where", ["online", "target"])
-def test_non_finite_batch_never_changes_lambda(where):
-    loss = MINCLoss(dim=6, alpha=0.5)
+def test_non_finite_batch_never_changes_lambda(where, source, mu):
+    """Whichever input holds it, whichever Λ is estimated from, normalised or not."""
+    loss = MINCLoss(dim=6, alpha=0.5, moment_source=source, mu=mu)
     loss(*batch(seed=7))
     before = loss.second_moment.clone()
-    p, t = batch(seed=8)
-    (p if where == "online" else t)[3, 2] = float("nan")
-    loss(p, t)
-    assert torch.equal(loss.second_moment, before) and loss.num_updates.item() == 1
-    t[0, 0] = float("inf")
-    loss(p, t)
-    assert torch.equal(loss.second_moment, before)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        p, t = batch(seed=8)
+        (p if where == "online" else t)[3, 2] = bad
+        loss(p, t)
+        assert torch.equal(loss.second_moment, before) and loss.num_updates.item() == 1
 
 
 def test_normalisation_sets_squared_norm_mu():

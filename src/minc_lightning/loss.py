@@ -76,12 +76,16 @@ class MINCLoss(nn.Module):
     @torch.no_grad()
     def update(self, p: Tensor, t: Tensor) -> None:
         """One EMA step of Λ from a batch; no host synchronisation."""
-        s = t if self.moment_source == "target" else p.detach()
-        bad = (~torch.isfinite(p.detach())).sum() + (~torch.isfinite(t)).sum()
-        # one all_reduce carries every process's Σ sᵀs, row count and non-finite count
-        stats = all_reduce_sum(torch.cat([(s.T @ s).flatten(), s.new_tensor([len(s)]), bad[None]]))
+        s, other = (t, p.detach()) if self.moment_source == "target" else (p.detach(), t)
+        # a non-finite value in s reaches sᵀs; one in the other input reaches its sum (a
+        # single pass, where counting non-finite elements took three)
+        check = other.sum()
+        # one all_reduce carries every process's Σ sᵀs, row count and the other input's sum
+        stats = all_reduce_sum(
+            torch.cat([(s.T @ s).flatten(), s.new_tensor([len(s)]), check[None]])
+        )
         estimate = stats[:-2].view(self.dim, self.dim) / stats[-2]
-        finite = (stats[-1] == 0) & torch.isfinite(estimate).all()
+        finite = torch.isfinite(stats[-1]) & torch.isfinite(estimate).all()
         weight = torch.where(self.num_updates == 0, 1.0, self.alpha)  # the first sets Λ
         updated = torch.lerp(self.second_moment, estimate, weight)
         self.second_moment.copy_(torch.where(finite, updated, self.second_moment))
