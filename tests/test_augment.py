@@ -268,6 +268,7 @@ def test_processes_under_ddp_draw_different_augmentations(tmp_path, monkeypatch)
     assert not (a[:, None] == b[None]).all(-1).any()
 
 
+@pytest.mark.slow
 def test_processes_under_lightnings_ddp_draw_different_augmentations(tmp_path):
     """Two gloo processes launched by Lightning: the first batches' parameters share no row."""
     write_fashion_mnist(tmp_path / "data", n_train=16)

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # fresh Python processes
+
 SCRIPT = Path(__file__).parent / "ddp_script.py"
 
 

@@ -48,6 +48,7 @@ def resnet_checkpoint(tmp_path_factory):
 
 
 @pytest.mark.parametrize("network", ["online", "target"])
+@pytest.mark.slow
 def test_exported_resnet_loads_into_torchvision_with_identical_features(
     resnet_checkpoint, tmp_path, network
 ):

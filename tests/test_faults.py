@@ -49,6 +49,7 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "augment_on, workers", [("loader", 0), ("device", 0), ("loader", 2), ("device", 2)]
 )
