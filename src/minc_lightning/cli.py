@@ -41,7 +41,12 @@ from minc_lightning.data import MINCDataModule
 from minc_lightning.module import MINCModule
 from minc_lightning.pictures import LambdaPictures
 from minc_lightning.progress import LineProgress
-from minc_lightning.run_checkpoint import PREEMPTED_EXIT, Preempted, ResumableCheckpoint
+from minc_lightning.run_checkpoint import (
+    PREEMPTED_EXIT,
+    Preempted,
+    ResumableCheckpoint,
+    checkpoint_folder,
+)
 
 WANDB_ID_KEY = "wandb_run_id"
 RESUME_IF_PRESENT = "last_if_present"  # --ckpt_path value: resume when a checkpoint exists
@@ -181,11 +186,8 @@ class MINCLightningCLI(LightningCLI):
             self.trainer_defaults["callbacks"] = [*callbacks, LineProgress()]
         resumed: dict = {}
         if self.subcommand == "fit":
-            root = Path(trainer.get("default_root_dir") or ".")
-            if checkpoint_dir := (config.get("checkpoint") or {}).get("dirpath"):
-                folder = Path(checkpoint_dir)
-            else:
-                folder = root / "checkpoints"
+            dirpath = (config.get("checkpoint") or {}).get("dirpath")
+            folder = checkpoint_folder(dirpath, trainer.get("default_root_dir"))
             config["ckpt_path"] = self.resolve_ckpt_path(
                 config.get("ckpt_path"), folder, self.identity
             )
@@ -256,9 +258,8 @@ class MINCLightningCLI(LightningCLI):
                 callback.run_identity = self.identity
         checkpoints = trainer.checkpoint_callback
         if checkpoints is not None and not trainer.fast_dev_run:
-            folder = getattr(checkpoints, "dirpath", None)
-            folder = folder or Path(trainer.default_root_dir) / "checkpoints"
-            check_writable(folder, "checkpoints")
+            dirpath = getattr(checkpoints, "dirpath", None)
+            check_writable(checkpoint_folder(dirpath, trainer.default_root_dir), "checkpoints")
         for logger in trainer.loggers:
             if logger.save_dir:
                 check_writable(logger.save_dir, f"{type(logger).__name__} logs")
@@ -321,9 +322,8 @@ def run_identity(config: Any) -> dict[str, Any]:
 
 
 def main() -> None:
-    cli = None
     try:
-        cli = run_cli()
+        run_cli()
     except (Preempted, SIGTERMException) as stop:
         where = getattr(stop, "path", "") or "the previous checkpoint (none written since)"
         print(
@@ -335,7 +335,6 @@ def main() -> None:
     except Exception:
         note_safe_checkpoint()
         raise
-    del cli
 
 
 def note_safe_checkpoint() -> None:

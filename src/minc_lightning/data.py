@@ -332,12 +332,11 @@ class MINCDataModule(LightningDataModule):
                 + ". Resume with the checkpoint's settings, or start a new run (another "
                 "trainer.default_root_dir)."
             )
-        views = state.get("views", {})
-        harmless = [k for k in views if views[k] != self.views_made().get(k)]
-        for key in harmless:
+        views, made = state.get("views", {}), self.views_made()
+        for key in [k for k in views if k in made and views[k] != made[k]]:
             rank_zero_info(
-                f"MINCDataModule: resuming with {key} {self.views_made()[key]!r} instead of the "
-                f"checkpoint's {views[key]!r} (the batches and their augmentations are the same)"
+                f"MINCDataModule: resuming with {key} {made[key]!r} instead of the checkpoint's "
+                f"{views[key]!r} (the batches and their augmentations are the same)"
             )
 
     def views_made(self) -> dict[str, Any]:

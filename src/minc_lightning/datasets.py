@@ -298,8 +298,12 @@ class FolderWalk:
                     continue
                 if entry.is_dir():
                     stack.append(path)
-                elif entry.is_file() and path.resolve() not in self.files:
-                    self.files.add(path.resolve())
+                    continue
+                # a plain file's real path is its folder's: resolving it (a system call per
+                # path component) is needed for links only, not for a million JPEGs
+                real_file = path.resolve() if entry.is_symlink() else real / entry.name
+                if entry.is_file() and real_file not in self.files:
+                    self.files.add(real_file)
                     suffix = path.suffix.lower()
                     (images if suffix in IMAGE_EXTENSIONS else others).append(path)
         return sorted(images), others

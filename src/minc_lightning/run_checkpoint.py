@@ -28,15 +28,20 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
 from minc_lightning.checkpoints import RUN_KEY, atomic_save, next_last_name
 
 PREEMPTED_EXIT = 75  # sysexits.h EX_TEMPFAIL: a temporary failure, the job may be retried
 STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
+
+
+def checkpoint_folder(dirpath: str | None, default_root_dir: str | Path | None) -> Path:
+    """Where the run's checkpoints go: ``dirpath``, else ``<default_root_dir>/checkpoints``."""
+    return Path(dirpath) if dirpath else Path(default_root_dir or ".") / "checkpoints"
 
 
 class Preempted(SystemExit):
@@ -104,9 +109,8 @@ class ResumableCheckpoint(Checkpoint):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # the default: atomic
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-        if self.dirpath is None:
-            self.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
-        self.dirpath = trainer.strategy.broadcast(self.dirpath)
+        folder = checkpoint_folder(self.dirpath, trainer.default_root_dir)
+        self.dirpath = trainer.strategy.broadcast(str(folder))
 
     def path(self, trainer: Trainer) -> Path:
         """The file this run writes: the one it resumed from when that is in the folder,
@@ -194,7 +198,3 @@ class ResumableCheckpoint(Checkpoint):
             f"{PREEMPTED_EXIT}. Resume: the same command with --ckpt_path last_if_present"
         )
         raise Preempted(self.last_model_path)
-
-    # --- state -------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {"dirpath": self.dirpath, "last_model_path": self.last_model_path}

@@ -91,8 +91,8 @@ class ResumableLoader(DataLoader):
     Lightning saves ``state_dict()`` with the training loop and calls ``load_state_dict`` on
     resume before it creates the epoch's iterator. ``mark_trained()`` is called once per batch
     that reaches the model (``MINCDataModule.on_after_batch_transfer``), so prefetched batches
-    are not counted. ``stream`` names what decides the sequence of batches; a resume that
-    differs in any of it is refused by ``MINCDataModule``.
+    are not counted. What decides the sequence of batches is ``MINCDataModule.stream()``; a
+    resume that differs in any of it is refused there.
     """
 
     sampler: SeededSampler
