@@ -141,6 +141,7 @@ def run_missing(out: Path, settings: list[dict], train: Callable[[dict], dict]) 
     """``train(setting)`` for each setting that ``out`` (a JSON file of ``{"runs": [...]}``)
     does not hold yet, saving after every run so that an interrupted script resumes; returns
     every run. A run holds a setting when it has each of the setting's keys and values."""
+    out.parent.mkdir(parents=True, exist_ok=True)  # before hours of training, not after
     try:
         result = json.loads(out.read_text()) if out.exists() else {"runs": []}
     except json.JSONDecodeError as error:  # the runs it holds took hours: never overwrite them
@@ -149,7 +150,9 @@ def run_missing(out: Path, settings: list[dict], train: Callable[[dict], dict]) 
         if any(setting.items() <= run.items() for run in result["runs"]):
             continue
         result["runs"].append(setting | train(setting))
-        out.write_text(json.dumps(result, indent=1))
+        partial = out.with_name(out.name + ".partial")  # a kill mid-write keeps the old file
+        partial.write_text(json.dumps(result, indent=1))
+        partial.replace(out)
         print(json.dumps(result["runs"][-1]), flush=True)
     return result["runs"]
 

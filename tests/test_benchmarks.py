@@ -261,6 +261,34 @@ def test_run_missing_trains_only_what_the_file_lacks(tmp_path):
     assert out.read_text() == '{"runs": ['
 
 
+def test_run_missing_makes_its_folder_before_training(tmp_path):
+    """A run trained for minutes is not lost because the output folder did not exist."""
+    from recipe_curve import run_missing
+
+    out = tmp_path / "not" / "yet" / "runs.json"
+    runs = run_missing(out, [{"seed": 0}], lambda setting: {"linear": 0.5})
+    assert json.loads(out.read_text())["runs"] == runs == [{"seed": 0, "linear": 0.5}]
+    assert [p.name for p in out.parent.iterdir()] == ["runs.json"]  # no partial file left
+
+
+def test_lr_is_chosen_per_objective_and_batch_on_the_selection_seed_only():
+    from objectives_at_budget import chosen_lrs
+
+    def run(objective, batch, lr, seed, linear):
+        return dict(objective=objective, batch_size=batch, lr=lr, seed=seed, linear=linear)
+
+    runs = [
+        run("minc", 64, 1.0, 100, 0.80),
+        run("minc", 64, 2.0, 100, 0.82),
+        run("minc", 64, 4.0, 100, 0.81),
+        run("minc", 64, 4.0, 0, 0.99),  # a reported seed: never selects
+        run("spectral", 64, 1.0, 100, 0.70),
+        run("spectral", 64, 2.0, 100, 0.70),  # a tie: the smaller rate
+        run("minc", 256, 4.0, 100, 0.85),
+    ]
+    assert chosen_lrs(runs, seed=100) == {("minc", 64): 2.0, ("spectral", 64): 1.0, ("minc", 256): 4.0}
+
+
 def test_recipe_verdict_and_trend_follow_the_curve():
     rising = [
         {"train_seconds": 60 * m, "linear": a} for m, a in ((5, 0.80), (10, 0.82), (20, 0.84))
