@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from minc_lightning.baselines import SpectralContrastiveLoss
 from minc_lightning.loss import MINCLoss
+from minc_lightning.schedule import REFERENCE_BATCH, scaled_rate
 
 OBJECTIVES = ("minc_tril", "minc_full", "scl")
 
@@ -134,7 +135,7 @@ def sample_pairs(g: Graph, n: int, generator: torch.Generator) -> tuple[Tensor, 
 
 
 # --- training ------------------------------------------------------------------------------
-def criterion(objective: str, k: int, alpha: float) -> nn.Module:
+def criterion(objective: str, k: int, alpha: float | None) -> nn.Module:
     if objective == "scl":
         return SpectralContrastiveLoss(mu=None, gather_distributed=False)
     return MINCLoss(k, alpha, triangular=objective == "minc_tril", mu=None)
@@ -148,10 +149,13 @@ def train(
     seed: int,
     samples: int,
     k: int,
-    alpha: float = 0.1,
+    alpha: float | None = 0.1,
     evals: int = 16,
+    alpha_per_256: float | None = None,
 ) -> dict:
-    """Train one encoder; J/J* at ``evals`` points, final angles and alignment."""
+    """Train one encoder; J/J* at ``evals`` points, final angles and alignment. ``alpha`` is
+    the per-step rate of Λ's EMA; ``alpha_per_256``, when given, the value it was scaled from
+    (recorded only)."""
     torch.manual_seed(seed)
     net = nn.Embedding(g.n, k)
     nn.init.normal_(net.weight, std=0.1)
@@ -187,6 +191,8 @@ def train(
         "batch": batch,
         "base_lr": base_lr,
         "seed": seed,
+        "alpha": alpha,
+        "alpha_per_256": alpha_per_256,
         "steps": steps,
         "diverged_at": diverged_at,
         "final": curve[-1][1] if finite else float("nan"),
@@ -214,62 +220,132 @@ def mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
+def rate_at(alpha: float | None, objective: str, batch: int) -> float | None:
+    """MINC's per-step EMA rate at ``batch`` pairs per update for ``alpha`` given per 256, by
+    the module's EMA scaling rule (each update of Λ sees one batch); SCL has no Λ."""
+    return None if objective == "scl" else scaled_rate(alpha, batch / REFERENCE_BATCH)
+
+
+def best(runs: list[dict], keys: tuple[str, ...]) -> tuple:
+    """The values of ``keys`` whose runs have the highest mean final J/J* (diverged runs count
+    as NaN, so a setting with any diverged seed is never chosen while another is finite)."""
+    groups: dict[tuple, list[float]] = {}
+    for r in runs:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r["final"])
+    finite = {key: mean(v) for key, v in groups.items() if all(map(math.isfinite, v))}
+    return max(finite, key=finite.get) if finite else min(groups)
+
+
 def run_all(args: argparse.Namespace) -> dict:
+    """Three parts, one pool:
+
+    * **one setting** (Report B's tuning): (lr, alpha per 256) for each objective at
+      ``tune_batch`` on the selection seeds, then carried to every batch by the rules (lr ×
+      batch/256, the EMA rule) and run on the fresh seeds;
+    * **per cell** (Report A): lr chosen per objective and batch on the selection seeds, alpha
+      the tuned per-256 value scaled to the batch; fresh seeds reported;
+    * **sensitivity**: MINC with tril(Λ) over a grid of per-step rates at a few batches, at the
+      one setting's lr, beside the rate the rule predicts from the tuning batch."""
     graph_args = dict(nodes=args.nodes, clusters=args.clusters, seed=args.graph_seed)
     g = spectrum(chain_of_clusters(**graph_args))
     top = g.lam[: args.k + 1]
     if not (top[:-1] - top[1:] > 1e-3).all():
         sys.exit(f"the top {args.k + 1} eigenvalues are not distinct: {top.tolist()}")
-    common = (args.samples, args.k, args.alpha, args.evals)
+    tail = (args.samples, args.k)
     select_seeds = [1000 + s for s in range(args.select_seeds)]
+    fresh = range(args.seeds)
     started = time.time()
+
+    def log(what: str, jobs: list) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {what}: {len(jobs)} runs", flush=True)
+
     with get_context("spawn").Pool(args.workers, _init, (graph_args,)) as pool:
+        b0 = args.tune_batch
         jobs = [
-            (o, b, lr, s, *common)
+            (o, b0, lr, s, *tail, rate_at(a, o, b0), args.evals, a)
+            for o in OBJECTIVES
+            for lr in args.lrs
+            for a in (args.alphas if o != "scl" else [None])
+            for s in select_seeds
+        ]
+        log(f"one setting: (lr, alpha) at batch {b0}", jobs)
+        tuning = pool.map(_run, jobs, chunksize=1)
+        setting = {
+            o: dict(
+                zip(
+                    ("lr", "alpha"),
+                    best([r for r in tuning if r["objective"] == o], ("base_lr", "alpha_per_256")),
+                    strict=True,
+                )
+            )
+            for o in OBJECTIVES
+        }
+        alpha = {o: setting[o]["alpha"] for o in OBJECTIVES}
+        jobs = [
+            (o, b, lr, s, *tail, rate_at(alpha[o], o, b), args.evals, alpha[o])
             for o in OBJECTIVES
             for b in args.batches
             for lr in args.lrs
             for s in select_seeds
         ]
-        print(f"[{time.strftime('%H:%M:%S')}] lr selection: {len(jobs)} runs", flush=True)
+        log("per cell: lr selection", jobs)
         selection = pool.map(_run, jobs, chunksize=1)
-        chosen: dict[str, dict[int, float]] = {o: {} for o in OBJECTIVES}
-        for o in OBJECTIVES:
-            for b in args.batches:
-                scores = {
-                    lr: mean(
-                        [
-                            r["final"]
-                            for r in selection
-                            if (r["objective"], r["batch"], r["base_lr"]) == (o, b, lr)
-                        ]
-                    )
-                    for lr in args.lrs
-                }
-                finite = {lr: s for lr, s in scores.items() if math.isfinite(s)}
-                chosen[o][b] = max(finite, key=finite.get) if finite else min(args.lrs)
-        jobs = [
-            (o, b, chosen[o][b], s, *common)
+        chosen = {
+            o: {
+                b: best(
+                    [r for r in selection if (r["objective"], r["batch"]) == (o, b)], ("base_lr",)
+                )[0]
+                for b in args.batches
+            }
+            for o in OBJECTIVES
+        }
+        reported = [
+            (o, b, chosen[o][b], s, *tail, rate_at(alpha[o], o, b), args.evals, alpha[o])
             for o in OBJECTIVES
             for b in args.batches
-            for s in range(args.seeds)
+            for s in fresh
         ]
-        print(f"[{time.strftime('%H:%M:%S')}] reported runs: {len(jobs)}", flush=True)
-        runs = pool.map(_run, jobs, chunksize=1)
-    for r in selection:  # the curves of the selection runs are not reported
+        carried = [
+            (o, b, setting[o]["lr"], s, *tail, rate_at(alpha[o], o, b), args.evals, alpha[o])
+            for o in OBJECTIVES
+            for b in args.batches
+            for s in fresh
+        ]
+        grid = [
+            ("minc_tril", b, setting["minc_tril"]["lr"], s, *tail, rate, args.evals, None)
+            for b in args.sensitivity_batches
+            for rate in args.sensitivity_rates
+            for s in range(args.sensitivity_seeds)
+        ]
+        log("fresh seeds: per cell, one setting and sensitivity", reported + carried + grid)
+        done = pool.map(_run, reported + carried + grid, chunksize=1)
+    runs, one_setting = done[: len(reported)], done[len(reported) : len(reported) + len(carried)]
+    sensitivity = done[len(reported) + len(carried) :]
+    for r in tuning + selection + sensitivity:  # only the reported runs' curves are drawn
         r.pop("curve")
     return {
         "config": {
             **{k: v for k, v in vars(args).items() if k not in ("out", "docs", "quick")},
             "graph": graph_args,
             "threads_per_worker": 1,
+            "ema_scaling": True,
         },
         "spectrum": g.lam[: args.k + 2].tolist(),
         "j_star": optimum(g, args.k),
         "seconds": time.time() - started,
+        "alpha_per_256": alpha,
         "chosen": {o: {str(b): lr for b, lr in v.items()} for o, v in chosen.items()},
         "selection": selection,
         "runs": runs,
+        "one_setting": {"batch": b0, "setting": setting, "tuning": tuning, "runs": one_setting},
+        "sensitivity": {
+            "lr": setting["minc_tril"]["lr"],
+            "predicted": {
+                str(b): rate_at(alpha["minc_tril"], "minc_tril", b)
+                for b in args.sensitivity_batches
+            },
+            "runs": sensitivity,
+        },
     }
 
 
@@ -284,7 +360,23 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=2**17, help="pairs seen by every run")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--select_seeds", type=int, default=2)
-    p.add_argument("--alpha", type=float, default=0.1, help="MINC's EMA rate of Λ")
+    p.add_argument(
+        "--alphas",
+        type=float,
+        nargs="+",
+        default=[0.1, 0.3, 0.5, 0.7, 0.9],
+        help="MINC's EMA rate of Λ per 256 pairs: the grid tuned at --tune_batch",
+    )
+    p.add_argument("--tune_batch", type=int, default=64, help="where the one setting is tuned")
+    p.add_argument("--sensitivity_batches", type=int, nargs="+", default=[8, 64, 512])
+    p.add_argument(
+        "--sensitivity_rates",
+        type=float,
+        nargs="+",
+        default=[0.01, 0.03, 0.1, 0.3, 0.6, 1.0],
+        help="per-step rates of Λ's EMA",
+    )
+    p.add_argument("--sensitivity_seeds", type=int, default=3)
     p.add_argument("--evals", type=int, default=16, help="points on each J/J* curve")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--out", type=Path, default=DATA, help="raw results")
@@ -294,6 +386,12 @@ def main() -> None:
     if args.quick:
         args.nodes, args.clusters, args.k, args.samples = 200, 6, 4, 2**12
         args.batches, args.lrs, args.seeds, args.select_seeds = [8, 64], [2, 8], 2, 1
+        args.alphas, args.sensitivity_batches, args.sensitivity_rates = (
+            [0.3, 0.7],
+            [8, 64],
+            [0.1, 1],
+        )
+        args.sensitivity_seeds = 1
     result = run_all(args)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "spectral_exact.json").write_text(json.dumps(result))
