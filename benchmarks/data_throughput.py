@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ import torchvision.transforms as T
 from common import DATA, ROOT
 from lightly.transforms.multi_view_transform import MultiViewTransform
 from PIL import Image
+from verdicts import difference
 
 from minc_lightning.data import MINCDataModule, default_views
 from minc_lightning.datasets import ArrayDataset
@@ -220,8 +220,8 @@ def quickstart(seeds: list[int], out: Path) -> None:
 def verdicts(measured: dict, quick: dict) -> list[str]:
     """The issue's two targets and the CPU default, judged from the numbers: the loader cost at
     224 px at least 3× lower in device mode; quickstart accuracy equal within seed noise (the
-    difference of the mode means within two standard errors of that difference, from the seed
-    spread); the CPU default is the mode with the lower mean quickstart training time."""
+    2-SE rule of ``verdicts.py`` on the mode means, from the seed spread); the CPU default is
+    the mode with the lower mean quickstart training time."""
     jpeg = next(v for k, v in measured["loader_ms_per_sample"].items() if k.startswith("224"))
     ratio = jpeg["loader"] / jpeg["device"]
     met = "met" if ratio >= 3 else "not met"
@@ -235,12 +235,11 @@ def verdicts(measured: dict, quick: dict) -> list[str]:
 
     for metric in ("knn", "linear"):
         points = by_mode(metric, 100.0)  # accuracies are stored as fractions
-        difference = points["device"].mean() - points["loader"].mean()
-        se = math.sqrt(sum(v.var(ddof=1) / len(v) for v in points.values()))
-        equal = "equal within seed noise" if abs(difference) <= 2 * se else "differs"
+        d = difference(list(points["device"]), list(points["loader"]))
+        equal = "equal within seed noise" if d.result == "tie" else "differs"
         lines.append(
-            f"quickstart {metric}: device − loader = {difference:+.2f} points, "
-            f"2 SE = {2 * se:.2f}: {equal}"
+            f"quickstart {metric}: device − loader = {d.value:+.2f} points, "
+            f"2 SE = {d.two_se:.2f}: {equal}"
         )
     seconds = {m: v.mean() for m, v in by_mode("train_seconds").items()}
     faster = min(seconds, key=seconds.get)

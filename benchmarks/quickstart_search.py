@@ -14,18 +14,18 @@ same protocol as the README's table. Training seconds exclude evaluation.
 Writes ``docs/data/quickstart_search.json`` (runs already there are kept, not repeated) and
 prints, for each variant, the mean and spread of its seeds and the verdict against the baseline:
 "better" or "worse" when the difference of means exceeds two standard errors of that difference
-(from the seed spread), else "within seed noise".
+(from the seed spread), else "within seed noise": the 2-SE rule of ``verdicts.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
 from common import DATA, ROOT
 from recipe_curve import final_point, run_missing
+from verdicts import difference
 
 # Each variant spells out its learning rate: "baseline" is the quickstart as it was searched
 # from (lr 1.0); the search chose lr 2.0, which configs/quickstart.yaml now has.
@@ -62,14 +62,9 @@ def summary(runs: list[dict]) -> list[str]:
             mine, base = 100 * values(variant, metric), 100 * values("baseline", metric)
             text = f"{metric} {mine.mean():.2f} ({mine.min():.2f}-{mine.max():.2f})"
             if variant != "baseline" and len(mine) > 1 and len(base) > 1:
-                difference = mine.mean() - base.mean()
-                se = math.sqrt(mine.var(ddof=1) / len(mine) + base.var(ddof=1) / len(base))
-                verdict = (
-                    "within seed noise"
-                    if abs(difference) <= 2 * se
-                    else ("better" if difference > 0 else "worse")
-                )
-                text += f", {difference:+.2f} vs baseline (2 SE {2 * se:.2f}): {verdict}"
+                d = difference(list(mine), list(base))
+                verdict = {"ahead": "better", "behind": "worse"}.get(d.result, "within seed noise")
+                text += f", {d.value:+.2f} vs baseline (2 SE {d.two_se:.2f}): {verdict}"
             parts.append(text)
         lines.append("; ".join(parts))
     names = list(dict.fromkeys(r["variant"] for r in runs))

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -9,8 +10,11 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+import claims  # noqa: E402
 import report  # noqa: E402
+import rows  # noqa: E402
 import spectral_exact as exact  # noqa: E402
+import verdicts  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +70,11 @@ def test_training_run_reports_a_curve_or_its_divergence(graph):
 
 # --- verdicts ------------------------------------------------------------------------------
 def test_compare_uses_two_standard_errors():
-    assert report.compare([1.0, 1.1, 0.9], [0.0, 0.1, -0.1]) == "ahead"
-    assert report.compare([0.0, 0.1, -0.1], [1.0, 1.1, 0.9]) == "behind"
-    assert report.compare([1.0, 2.0, 0.0], [0.9, 1.9, -0.1]) == "tie"
-    assert report.compare([1.0], [0.5]) == "tie"  # two single numbers cannot be told apart
-    assert report.compare([1.0, 1.01, 0.99], [0.5]) == "ahead"  # a deterministic baseline
+    assert verdicts.compare([1.0, 1.1, 0.9], [0.0, 0.1, -0.1]) == "ahead"
+    assert verdicts.compare([0.0, 0.1, -0.1], [1.0, 1.1, 0.9]) == "behind"
+    assert verdicts.compare([1.0, 2.0, 0.0], [0.9, 1.9, -0.1]) == "tie"
+    assert verdicts.compare([1.0], [0.5]) == "tie"  # two single numbers cannot be told apart
+    assert verdicts.compare([1.0, 1.01, 0.99], [0.5]) == "ahead"  # a deterministic baseline
 
 
 def invented_exact(minc: dict, scl: dict, tril_align: float, full_align: float) -> dict:
@@ -101,7 +105,7 @@ def test_exact_verdicts_change_with_the_numbers():
         0.95,
         0.3,
     )
-    v = report.exact_verdicts(good)
+    v = claims.judge_exact(rows.exact_rows(good["runs"]))
     assert (v["every"][0], v["small_vs_large"][0], v["ordering"][0]) == ("holds",) * 3
     bad = invented_exact(
         {8: [0.5, 0.51, 0.52], 64: [0.6, 0.61, 0.62]},
@@ -109,7 +113,7 @@ def test_exact_verdicts_change_with_the_numbers():
         0.3,
         0.95,
     )
-    v = report.exact_verdicts(bad)
+    v = claims.judge_exact(rows.exact_rows(bad["runs"]))
     assert (v["every"][0], v["small_vs_large"][0], v["ordering"][0]) == ("does not hold",) * 3
     noisy = invented_exact(
         {8: [0.5, 0.9, 0.7], 64: [0.5, 0.9, 0.7]},
@@ -117,7 +121,7 @@ def test_exact_verdicts_change_with_the_numbers():
         0.5,
         0.5,
     )
-    v = report.exact_verdicts(noisy)
+    v = claims.judge_exact(rows.exact_rows(noisy["runs"]))
     assert (v["every"][0], v["small_vs_large"][0], v["ordering"][0]) == ("inconclusive",) * 3
 
 
@@ -137,25 +141,29 @@ def invented_store(minc: float, spectral: float, byol: float, pixels: float) -> 
     return store
 
 
+def real_verdicts(store: dict) -> dict:
+    return claims.judge_objectives(rows.sweep_rows(store), store.get("baseline/pixels"))
+
+
 def test_real_data_verdicts_change_with_the_numbers():
-    v = report.real_verdicts(invented_store(0.85, 0.80, 0.85, 0.83))
+    v = real_verdicts(invented_store(0.85, 0.80, 0.85, 0.83))
     assert [v[k][0] for k in ("every", "small_vs_large", "byol", "pixels")] == ["holds"] * 4
-    v = report.real_verdicts(invented_store(0.75, 0.80, 0.85, 0.83))
+    v = real_verdicts(invented_store(0.75, 0.80, 0.85, 0.83))
     assert [v[k][0] for k in ("every", "small_vs_large", "byol", "pixels")] == ["does not hold"] * 4
-    v = report.real_verdicts(invented_store(0.15, 0.10, 0.15, 0.83))  # collapsed
+    v = real_verdicts(invented_store(0.15, 0.10, 0.15, 0.83))  # collapsed
     assert v["byol"][0] == "does not hold"
 
 
 def test_variance_and_lambda_verdicts_change_with_the_numbers():
-    assert report.claim_lower_variance({8: 1.0, 64: 0.5}, {8: 3.0, 64: 2.0}) == "holds"
-    assert report.claim_lower_variance({8: 1.0, 64: 2.5}, {8: 3.0, 64: 2.0}) == "does not hold"
-    assert report.claim_lower_variance({8: 1.0, 64: 1.9}, {8: 3.0, 64: 2.0}) == "inconclusive"
+    assert verdicts.claim_lower_variance({8: 1.0, 64: 0.5}, {8: 3.0, 64: 2.0}) == "holds"
+    assert verdicts.claim_lower_variance({8: 1.0, 64: 2.5}, {8: 3.0, 64: 2.0}) == "does not hold"
+    assert verdicts.claim_lower_variance({8: 1.0, 64: 1.9}, {8: 3.0, 64: 2.0}) == "inconclusive"
     on, off = (
         {"offdiag_ratio": 0.01, "diag_sorted": 0.9},
         {"offdiag_ratio": 0.2, "diag_sorted": 0.5},
     )
-    assert report.claim_lambda_diagonal(on, off) == "holds"
-    assert report.claim_lambda_diagonal(off, on) == "does not hold"
+    assert verdicts.claim_lambda_diagonal(on, off) == "holds"
+    assert verdicts.claim_lambda_diagonal(off, on) == "does not hold"
 
 
 def test_report_page_states_the_computed_verdicts(tmp_path):
@@ -225,7 +233,7 @@ def invented_lambda(tril: tuple[float, float], full: tuple[float, float]) -> dic
 
 def test_lambda_verdict_over_seeds_follows_the_numbers(tmp_path):
     def verdict(tril, full):
-        return report.lambda_verdict(invented_lambda(tril, full))[0]
+        return claims.judge_lambda(invented_lambda(tril, full))[0]
 
     assert verdict((0.1, 0.9), (0.9, 0.5)) == "holds"
     assert verdict((0.95, 0.5), (0.9, 0.5)) == "does not hold"  # more off-diagonal energy
@@ -286,21 +294,25 @@ def test_lr_is_chosen_per_objective_and_batch_on_the_selection_seed_only():
         run("spectral", 64, 2.0, 100, 0.70),  # a tie: the smaller rate
         run("minc", 256, 4.0, 100, 0.85),
     ]
-    assert chosen_lrs(runs, seed=100) == {("minc", 64): 2.0, ("spectral", 64): 1.0, ("minc", 256): 4.0}
+    assert chosen_lrs(runs, seed=100) == {
+        ("minc", 64): 2.0,
+        ("spectral", 64): 1.0,
+        ("minc", 256): 4.0,
+    }
 
 
 def test_recipe_verdict_and_trend_follow_the_curve():
     rising = [
         {"train_seconds": 60 * m, "linear": a} for m, a in ((5, 0.80), (10, 0.82), (20, 0.84))
     ]
-    assert report.claim_beats_pixels(rising, 0.80, "linear", 60) == "holds"
-    assert report.claim_beats_pixels(rising, 0.86, "linear", 60) == "does not hold"
-    assert report.claim_beats_pixels(rising, 0.835, "linear", 60) == "inconclusive"
-    assert report.claim_beats_pixels(rising, 0.80, "linear", 4) == "inconclusive"  # none in time
+    assert verdicts.claim_beats_pixels(rising, 0.80, "linear", 60) == "holds"
+    assert verdicts.claim_beats_pixels(rising, 0.86, "linear", 60) == "does not hold"
+    assert verdicts.claim_beats_pixels(rising, 0.835, "linear", 60) == "inconclusive"
+    assert verdicts.claim_beats_pixels(rising, 0.80, "linear", 4) == "inconclusive"  # none in time
     # +2 points per doubling of time: 0.86 is one doubling after 20 minutes
-    assert report.minutes_to_reach(rising, 0.86, "linear") == pytest.approx(40, rel=0.01)
+    assert verdicts.minutes_to_reach(rising, 0.86, "linear") == pytest.approx(40, rel=0.01)
     flat = [dict(p, linear=0.8) for p in rising]
-    assert report.minutes_to_reach(flat, 0.86, "linear") is None
+    assert verdicts.minutes_to_reach(flat, 0.86, "linear") is None
 
 
 def test_recipe_rows_follow_the_curve(tmp_path):
@@ -464,3 +476,20 @@ def test_the_curve_records_where_lambda_stands(tmp_path, monkeypatch):
             assert points[0]["diag_sorted"] == 1.0
         else:
             assert "offdiag_ratio" not in points[0]
+
+
+def test_results_page_is_what_the_report_makes_of_the_committed_data(tmp_path):
+    """docs/results.md is regenerated, never edited: the committed page equals report.py's page
+    for the committed data in docs/data (apart from the torch version it was drawn with)."""
+    data = Path(__file__).parents[1] / "docs" / "data"
+    report.write_report(
+        report.load(data / "runs.json"),
+        tmp_path,
+        report.load(data / "spectral_exact.json") or None,
+        *(report.load_named(kind, data) for kind in ("recipe", "objectives", "lambda")),
+    )
+    torch_line = re.compile(r"torch \S+\.$", re.M)
+    committed = (data.parent / "results.md").read_text()
+    assert torch_line.sub("", (tmp_path / "results.md").read_text()) == torch_line.sub(
+        "", committed
+    )

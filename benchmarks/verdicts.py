@@ -1,0 +1,139 @@
+"""The rules every verdict in the benchmarks is computed by: pure functions of the numbers.
+
+The rule shared by all comparisons of seeds (``difference``): a difference of means within two
+standard errors (√(se_a² + se_b²), se = sd/√n) is a tie; a group holding one number contributes
+no spread, and two single numbers cannot be told apart. ``report.py``, ``quickstart_search.py``
+and ``data_throughput.py`` judge with it; ``tests/test_benchmarks.py`` feeds it invented numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
+CHANCE = 0.1  # ten classes
+VARIANCE_FACTOR = 1.5  # "lower variance" needs MINC's below SCL's by this factor at every batch
+PIXEL_MARGIN = 0.01  # one run against the pixels: a point either way decides
+
+
+class Difference(NamedTuple):
+    """mean(a) − mean(b), two standard errors of it, and what the 2-SE rule makes of it."""
+
+    value: float
+    two_se: float
+    result: str  # "ahead", "behind" or "tie"
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=float)
+    se = a.std(ddof=1) / math.sqrt(len(a)) if len(a) > 1 else 0.0
+    return float(a.mean()), float(se)
+
+
+def difference(a: list[float], b: list[float]) -> Difference:
+    """The 2-SE rule: "ahead" when a's mean exceeds b's by more than two standard errors of the
+    difference, "behind" the other way, else "tie" (always a tie for two single numbers)."""
+    (ma, sa), (mb, sb) = mean_se(a), mean_se(b)
+    margin = 2 * math.hypot(sa, sb)
+    value = ma - mb
+    if len(a) < 2 and len(b) < 2:
+        return Difference(value, margin, "tie")
+    result = "ahead" if value > margin else "behind" if -value > margin else "tie"
+    return Difference(value, margin, result)
+
+
+def compare(a: list[float], b: list[float]) -> str:
+    """ "ahead" (a's mean above b's by more than 2 SE), "behind", or "tie"."""
+    return difference(a, b).result
+
+
+def every(results: dict[int, str]) -> str:
+    """A claim made at every batch size: holds if "ahead" at all, fails if "behind" at any."""
+    if results and all(r == "ahead" for r in results.values()):
+        return HOLDS
+    return FAILS if any(r == "behind" for r in results.values()) else UNSURE
+
+
+def one(result: str) -> str:
+    return {"ahead": HOLDS, "behind": FAILS}.get(result, UNSURE)
+
+
+def claim_every_batch(a: dict[int, list[float]], b: dict[int, list[float]]) -> tuple[str, dict]:
+    """a ≥ b at every batch size both were run at."""
+    per = {n: compare(a[n], b[n]) for n in sorted(set(a) & set(b))}
+    return every(per), per
+
+
+def claim_small_vs_large(a: dict[int, list[float]], b: dict[int, list[float]]) -> str:
+    """a at its smallest batch size ≥ b at its largest."""
+    return one(compare(a[min(a)], b[max(b)]))
+
+
+def claim_lower_variance(minc: dict[int, float], scl: dict[int, float]) -> str:
+    """MINC's gradient variance below SCL's by ``VARIANCE_FACTOR`` at every batch size: holds;
+    at or above SCL's at any: does not hold; otherwise inconclusive (one measurement each)."""
+    sizes = sorted(set(minc) & set(scl))
+    if sizes and all(minc[n] * VARIANCE_FACTOR < scl[n] for n in sizes):
+        return HOLDS
+    return FAILS if any(minc[n] >= scl[n] for n in sizes) else UNSURE
+
+
+def claim_close_to_byol(minc: dict[int, list[float]], byol: dict[int, list[float]]) -> str:
+    """No collapse (every MINC mean above twice chance) and BYOL not ahead beyond 2 SE at any
+    batch size."""
+    if any(mean_se(v)[0] <= 2 * CHANCE for v in minc.values()):
+        return FAILS
+    ahead = {n: compare(byol[n], minc[n]) for n in sorted(set(minc) & set(byol))}
+    return FAILS if any(r == "ahead" for r in ahead.values()) else HOLDS
+
+
+def claim_ordering(tril: dict[int, list[float]], full: dict[int, list[float]]) -> tuple[str, dict]:
+    """Each dimension's alignment with its own eigenvector: tril(Λ) above full Λ beyond 2 SE at
+    every batch size."""
+    return claim_every_batch(tril, full)
+
+
+def claim_lambda_diagonal(on: dict, off: dict) -> str:
+    """Real data, one run each: tril(Λ) leaves under half of full Λ's off-diagonal energy and a
+    more ordered diagonal: holds; at least as much off-diagonal energy: does not hold."""
+    if on["offdiag_ratio"] < 0.5 * off["offdiag_ratio"] and on["diag_sorted"] > off["diag_sorted"]:
+        return HOLDS
+    return FAILS if on["offdiag_ratio"] >= off["offdiag_ratio"] else UNSURE
+
+
+def claim_lambda_seeds(tril: dict[str, list[float]], full: dict[str, list[float]]) -> str:
+    """Several seeds each: tril(Λ)'s off-diagonal energy below full Λ's beyond 2 SE and under half
+    of it, and a more ordered diagonal beyond 2 SE: holds; either comparison the other way
+    beyond 2 SE: does not hold; otherwise inconclusive."""
+    lower = compare(full["offdiag_ratio"], tril["offdiag_ratio"])
+    ordered = compare(tril["diag_sorted"], full["diag_sorted"])
+    half = mean_se(tril["offdiag_ratio"])[0] < 0.5 * mean_se(full["offdiag_ratio"])[0]
+    if lower == ordered == "ahead" and half:
+        return HOLDS
+    return FAILS if "behind" in (lower, ordered) else UNSURE
+
+
+def claim_beats_pixels(points: list[dict], pixels: float, metric: str, minutes: float) -> str:
+    """One run: its last evaluation within ``minutes`` of training beats the pixels by more than
+    one point (holds), falls short by more than one point (does not hold), else inconclusive."""
+    within = [p for p in points if p["train_seconds"] <= 60 * minutes]
+    if not within:
+        return UNSURE
+    margin = within[-1][metric] - pixels
+    return HOLDS if margin > PIXEL_MARGIN else FAILS if margin < -PIXEL_MARGIN else UNSURE
+
+
+def minutes_to_reach(points: list[dict], target: float, metric: str) -> float | None:
+    """Where a straight line through the last three points, accuracy against log(training
+    time), reaches ``target`` (None when the trend does not rise)."""
+    last = points[-3:]
+    if len(last) < 2:
+        return None
+    x = np.log([p["train_seconds"] for p in last])
+    slope, intercept = np.polyfit(x, [p[metric] for p in last], 1)
+    if slope <= 1e-9:  # a flat curve fits a slope of ±1e-17, not 0: it does not rise
+        return None
+    return float(np.exp((target - intercept) / slope) / 60)
