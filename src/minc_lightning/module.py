@@ -57,11 +57,18 @@ class MINCModule(LightningModule):
         batch_size: images per training batch on one process (the CLI links it to
             ``data.batch_size``); the learning rate is scaled by the global batch it makes.
         feature_dim: F; inferred from ``backbone.num_features`` or a probe forward when None.
-        projection_hidden_dim, projection_dim, prediction_hidden_dim: MLP widths (BYOL: 4096,
-            256, 4096). use_predictor: the predictor MLP where the objective has one.
+        projection_hidden_dim: hidden width of the projector MLP (BYOL: 4096).
+        projection_dim: output width of the projector, the embedding the loss sees (BYOL: 256).
+        prediction_hidden_dim: hidden width of the predictor MLP (BYOL: 4096).
+        use_predictor: the predictor MLP on the online branch, where the objective has one.
         objective: a key of ``minc_lightning.objectives.OBJECTIVES``: "minc", "spectral", "byol".
-        alpha, triangular, moment_source, mu: the MINC loss (see ``MINCLoss``); ``mu`` also
-            normalises the spectral loss.
+        alpha: EMA rate of Λ, the second moment of the targets; per 256 images with
+            ``ema_scaling``; 1 keeps only the current batch's estimate.
+        triangular: use tril(Λ), the form that orders the eigenfunctions (see ``MINCLoss``).
+        moment_source: what Λ is estimated from: "target" (the slow network, a steadier
+            estimate) or "online" (the online predictions, without gradient).
+        mu: the squared norm each row is normalised to before the loss (None: not normalised);
+            the spectral loss normalises by it too.
         tau_base: target momentum at step 0, for updates of 256 images (with ``ema_scaling``).
         ema_scaling: ``alpha`` and ``tau_base`` are given for a global batch of 256, the
             reference of ``lr``, and scaled by the EMA scaling rule to the images each update

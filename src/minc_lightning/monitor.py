@@ -20,7 +20,8 @@ class OnlineKNN(Callback):
     ``MINCDataModule`` (its ``eval_dataloader``).
 
     Args:
-        k: neighbours; temperature: similarity temperature of the vote weights (as the eval).
+        k: neighbours that vote.
+        temperature: similarity temperature of the vote weights (as ``minc-lightning-eval``).
         every_n_epochs: evaluate after every n-th validation epoch.
     """
 

@@ -40,7 +40,11 @@ def draw_lambda(second_moment: Tensor, title: str = "") -> Figure:
 class LambdaPictures(Callback):
     """Every ``every_n_epochs`` epochs and at the end of training, a figure of Λ goes to the run's
     logger (an image in W&B or TensorBoard) and to ``<default_root_dir>/lambda/`` as a PNG (what
-    a CSV logger's run keeps). Objectives without Λ get none. ``last_path`` is the newest PNG."""
+    a CSV logger's run keeps). Objectives without Λ get none. ``last_path`` is the newest PNG.
+
+    Args:
+        every_n_epochs: draw after every n-th training epoch (and always at the end).
+    """
 
     def __init__(self, every_n_epochs: int = 10) -> None:
         if every_n_epochs < 1:

@@ -27,7 +27,10 @@ class LineProgress(ProgressBar):
     validation. No carriage returns, so a log file holds only what a reader needs.
 
     ``minc-lightning`` uses it in place of the progress bar when stdout is not a terminal.
-    ``every_n_steps`` defaults to the trainer's ``log_every_n_steps``.
+
+    Args:
+        every_n_steps: one line every n optimizer steps; None: the trainer's
+            ``log_every_n_steps``.
     """
 
     def __init__(self, every_n_steps: int | None = None) -> None:
