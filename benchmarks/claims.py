@@ -9,12 +9,15 @@ the table and the sections cannot disagree.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 from rows import SHORT, Row, accuracy_rows, budget, exact_rows, sweep_rows, values
 from verdicts import (
+    FAILS,
+    HOLDS,
     PIXEL_MARGIN,
     claim_beats_pixels,
     claim_close_to_byol,
@@ -95,7 +98,15 @@ RECIPE = Claim(
     "(baseline) `configs/{name}.yaml` beats the raw pixels in 60 minutes, {metric}",
     f"MINC beats the raw pixels within {RECIPE_MINUTES} training minutes",
 )
-CLAIMS = (EVERY, SMALL_VS_LARGE, ORDERING, BYOL, PIXELS, VARIANCE, DIAGONAL, RECIPE)
+PREDICTS = Claim(
+    "predicts",
+    "(rule) the EMA scaling rule's alpha loses nothing to the best alpha at every batch",
+    "At the rate the EMA rule predicts, MINC reaches the best rate's J/J* at every batch",
+)
+CLAIMS = (EVERY, SMALL_VS_LARGE, ORDERING, BYOL, PIXELS, VARIANCE, DIAGONAL, RECIPE, PREDICTS)
+EXACT_PER_CELL = "exact objective"
+EXACT_ONE_SETTING = "exact objective, one setting"
+TUNED = "lr per objective"
 
 
 # --- how each claim is judged -------------------------------------------------------------------
@@ -125,6 +136,34 @@ def judge_exact(rows: list[Row]) -> dict[str, Judged]:
         ),
         "ordering": (order_verdict, f"tril vs full alignment per batch: {per_batch(order_per)}"),
     }
+
+
+def judge_prediction(sensitivity: dict) -> tuple[Judged, dict[int, dict]]:
+    """Per batch, the grid rate nearest (in log) the rule's prediction against the grid rate
+    with the best mean final J/J*, by the 2-SE rule: the nearest "behind" the best at any batch
+    does not hold, otherwise holds. Also returns each batch's best, nearest and outcome."""
+    per: dict[int, dict] = {}
+    for b_text, predicted in sensitivity["predicted"].items():
+        b = int(b_text)
+        finals: dict[float, list[float]] = defaultdict(list)
+        for r in sensitivity["runs"]:
+            if r["batch"] == b:
+                finals[r["alpha"]].append(r["final"] if r["diverged_at"] is None else -math.inf)
+        best = max(finals, key=lambda a: np.mean(finals[a]))
+        nearest = min(finals, key=lambda a: abs(math.log(a / predicted)))
+        outcome = (
+            "the best"
+            if nearest == best
+            else {"behind": "worse"}.get(compare(finals[nearest], finals[best]), "within noise")
+        )
+        per[b] = {"best": best, "nearest": nearest, "predicted": predicted, "outcome": outcome}
+    verdict = FAILS if any(v["outcome"] == "worse" for v in per.values()) else HOLDS
+    numbers = "; ".join(
+        f"batch {b}: predicted {v['predicted']:.3g}, nearest {v['nearest']:g} ({v['outcome']}), "
+        f"best {v['best']:g}"
+        for b, v in per.items()
+    )
+    return (verdict, numbers), per
 
 
 def judge_objectives(
@@ -226,13 +265,15 @@ def spectrum_runs(store: dict) -> dict[str, dict]:
 @dataclass
 class Evidence:
     """Every benchmark's results: reproduce.py's store, spectral_exact.py's file, and the
-    per-config files of objectives_at_budget.py, recipe_curve.py and lambda_at_budget.py."""
+    per-config files of objectives_at_budget.py (one lr, and tuned), recipe_curve.py and
+    lambda_at_budget.py."""
 
     store: dict = field(default_factory=dict)
     exact: dict | None = None
     recipes: dict[str, dict] = field(default_factory=dict)
     comparisons: dict[str, dict] = field(default_factory=dict)
     lambdas: dict[str, dict] = field(default_factory=dict)
+    tuned: dict[str, dict] = field(default_factory=dict)  # objectives_at_budget.py, lr tuned
 
     def accuracy(self) -> list[tuple[str, list[Row], dict | None]]:
         """(evidence, rows, pixel baseline) of each real-data comparison of the objectives."""
@@ -245,7 +286,18 @@ class Evidence:
                     baselines(c).get("pixels"),
                 )
             )
+        for name, c in self.tuned.items():
+            evidence = f"{budget(name)}, {TUNED}"
+            out.append((evidence, tuned_rows(c, evidence), baselines(c).get("pixels")))
         return out
+
+
+def tuned_rows(comparison: dict, evidence: str) -> list[Row]:
+    """objectives_at_budget.py's reported runs: the selection seed chose the lr, and is left out."""
+    from objectives_at_budget import SELECTION_SEED
+
+    runs = [r for r in comparison.get("runs", []) if r["seed"] != SELECTION_SEED]
+    return accuracy_rows(runs, evidence)
 
 
 def baselines(comparison: dict) -> dict:
@@ -258,9 +310,14 @@ def judge_all(ev: Evidence) -> list[Verdict]:
     out: list[Verdict] = []
     if ev.exact:
         judged = judge_exact(exact_rows(ev.exact["runs"]))
-        out += [
-            Verdict(c, "exact objective", *judged[c.key]) for c in (EVERY, SMALL_VS_LARGE, ORDERING)
-        ]
+        three = (EVERY, SMALL_VS_LARGE, ORDERING)
+        out += [Verdict(c, EXACT_PER_CELL, *judged[c.key]) for c in three]
+        if "one_setting" in ev.exact:
+            judged = judge_exact(exact_rows(ev.exact["one_setting"]["runs"]))
+            out += [Verdict(c, EXACT_ONE_SETTING, *judged[c.key]) for c in three]
+            out.append(
+                Verdict(PREDICTS, EXACT_ONE_SETTING, *judge_prediction(ev.exact["sensitivity"])[0])
+            )
     real = {
         (evidence, metric): judge_objectives(rows, pixels, metric)
         for evidence, rows, pixels in ev.accuracy()

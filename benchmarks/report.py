@@ -25,16 +25,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from claims import (  # noqa: E402
+    EXACT_ONE_SETTING,
+    TUNED,
     Evidence,
     Verdict,
     baselines,
     find,
     judge_all,
+    judge_prediction,
     lambda_groups,
     pm,
     spectrum_runs,
+    tuned_rows,
 )
 from common import DATA, ROOT  # noqa: E402
+from objectives_at_budget import chosen_lrs  # noqa: E402
 from rows import SHORT, Row, accuracy_rows, budget, cells, exact_rows, sweep_rows, values  # noqa: E402
 from verdicts import CHANCE, VARIANCE_FACTOR  # noqa: E402
 
@@ -198,7 +203,11 @@ def exact_context(exact: dict, verdicts: list[Verdict], docs: Path) -> dict:
     alpha = (
         f"MINC's alpha = {cfg['alpha']}"
         if "alpha" in cfg
-        else "MINC's alpha per 256 pairs, scaled to each batch by the EMA rule"
+        else "MINC's alpha per 256 pairs (tuned at batch {}: tril(Λ) {:g}, full Λ {:g}), scaled "
+        "to each batch by the EMA rule".format(
+            exact["one_setting"]["batch"],
+            *(exact["alpha_per_256"][o] for o in ("minc_tril", "minc_full")),
+        )
     )
     diverged = [r for r in exact["selection"] + exact["runs"] if r["diverged_at"] is not None]
     return {
@@ -223,6 +232,137 @@ def exact_context(exact: dict, verdicts: list[Verdict], docs: Path) -> dict:
         "diverged": len(diverged),
         "runs": len(exact["selection"]) + len(exact["runs"]),
         "diverged_reported": sum(r in exact["runs"] for r in diverged),
+    }
+
+
+def one_setting_context(exact: dict, verdicts: list[Verdict], docs: Path) -> dict:
+    """Report B: (lr, alpha) tuned at one batch and carried to every batch by the rules."""
+    cfg, part = exact["config"], exact["one_setting"]
+    n = exact_numbers(exact_rows(part["runs"]))
+    batches = sorted({b for _, b in n["final"]})
+    rate = {(r["objective"], r["batch"]): r["alpha"] for r in part["runs"]}
+    body = [
+        [str(b)]
+        + [
+            pm(n["final"][(o, b)], 1, 4) + (f" [{rate[(o, b)]:.3g}]" if o != "scl" else "")
+            for o in EXACT_OBJECTIVES
+        ]
+        for b in batches
+    ]
+    chosen = "; ".join(
+        f"{label}: lr {part['setting'][o]['lr']:g}"
+        + (f", alpha {part['setting'][o]['alpha']:g} per 256" if o != "scl" else "")
+        for o, label in EXACT_OBJECTIVES.items()
+    )
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in part["tuning"]:
+        groups[(r["objective"], r["base_lr"], r["alpha_per_256"])].append(r)
+    grid = []
+    for (o, lr, a), runs in sorted(
+        groups.items(),
+        key=lambda kv: (list(EXACT_OBJECTIVES).index(kv[0][0]), kv[0][2] or 0, kv[0][1]),
+    ):
+        grid.append([EXACT_OBJECTIVES[o], "–" if a is None else f"{a:g}", f"{lr:g}", cell(runs)])
+    by_row: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    for label, a, lr, value in grid:
+        by_row[(label, a)][lr] = value
+    lrs = [f"{lr:g}" for lr in cfg["lrs"]]
+    grid_rows = [[label, a, *(row.get(lr, "") for lr in lrs)] for (label, a), row in by_row.items()]
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    per_cell = exact_numbers(exact_rows(exact["runs"]))
+    for (o, label), color in zip(EXACT_OBJECTIVES.items(), ("C0", "C1", "C2"), strict=True):
+        for numbers, style, what in ((n, "-", "one setting"), (per_cell, ":", "lr per cell")):
+            vals = [np.asarray(numbers["final"][(o, b)]) for b in batches]
+            ax.errorbar(
+                batches,
+                [v.mean() for v in vals],
+                yerr=[v.std() for v in vals],
+                ls=style,
+                marker="o",
+                capsize=3,
+                color=color,
+                label=f"{label}, {what}",
+            )
+    ax.set(
+        xscale="log",
+        xlabel="batch size",
+        ylabel="final J/J*",
+        title="one setting against lr per cell",
+    )
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return {
+        "batch": part["batch"],
+        "lrs": ", ".join(lrs),
+        "alphas": ", ".join(f"{a:g}" for a in cfg["alphas"]),
+        "chosen": chosen,
+        "seeds": cfg["seeds"],
+        "final_table": table(["batch", *EXACT_OBJECTIVES.values()], "r" * 4, body),
+        "select_seeds": cfg["select_seeds"],
+        "grid_table": table(["objective", "alpha per 256", *lrs], "ll" + "r" * len(lrs), grid_rows),
+        "figure": saved(fig, docs, "exact_one_setting.png"),
+        "verdicts": bullets(
+            [v for v in verdicts if v.evidence == EXACT_ONE_SETTING and v.claim.key != "predicts"]
+        ),
+    }
+
+
+def cell(runs: list[dict]) -> str:
+    """Mean final J/J* of a grid cell's runs, or how many of them diverged."""
+    div = sum(r["diverged_at"] is not None for r in runs)
+    ok = [r["final"] for r in runs if r["diverged_at"] is None]
+    return f"{np.mean(ok):.3f}" if not div else f"div ({div}/{len(runs)})"
+
+
+def sensitivity_context(exact: dict, verdicts: list[Verdict], docs: Path) -> dict:
+    """Final J/J* over per-step rates of Λ at a few batches, beside the rule's prediction."""
+    part, cfg = exact["sensitivity"], exact["config"]
+    _, per = judge_prediction(part)
+    rates = sorted({r["alpha"] for r in part["runs"]})
+    finals: dict[tuple[int, float], list[float]] = defaultdict(list)
+    for r in part["runs"]:
+        finals[(r["batch"], r["alpha"])].append(
+            r["final"] if r["diverged_at"] is None else -math.inf
+        )
+    body = []
+    for rate in rates:
+        row = [f"{rate:g}"]
+        for b, v in per.items():
+            mark = (" (best)" if rate == v["best"] else "") + (
+                " (rule)" if rate == v["nearest"] else ""
+            )
+            row.append(pm(finals[(b, rate)], 1, 4) + mark)
+        body.append(row)
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for (b, v), color in zip(per.items(), ("C0", "C1", "C2", "C3", "C4"), strict=False):
+        ys = [np.mean(finals[(b, rate)]) for rate in rates]
+        ax.plot(rates, ys, marker="o", color=color, label=f"batch {b}")
+        ax.axvline(v["predicted"], color=color, ls="--", lw=1)
+    ax.set(
+        xscale="log",
+        xlabel="per-step rate of Λ's EMA",
+        ylabel="final J/J*",
+        title="dashed: the rule's prediction from batch " + str(exact["one_setting"]["batch"]),
+    )
+    ax.set_ylim(
+        bottom=max(
+            0.0,
+            min(np.nanmin([np.mean(f) for f in finals.values() if np.isfinite(np.mean(f))]), 1)
+            - 0.05,
+        )
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    header = ["per-step rate", *(f"batch {b} (rule: {v['predicted']:.3g})" for b, v in per.items())]
+    return {
+        "lr": f"{part['lr']:g}",
+        "seeds": cfg["sensitivity_seeds"],
+        "alpha": f"{exact['alpha_per_256']['minc_tril']:g}",
+        "batch": exact["one_setting"]["batch"],
+        "table": table(header, "r" * len(header), body),
+        "figure": saved(fig, docs, "exact_sensitivity.png"),
+        "verdicts": bullets([v for v in verdicts if v.claim.key == "predicts"]),
     }
 
 
@@ -377,6 +517,79 @@ def comparison_context(
         "verdicts": real_bullets(verdicts, budget(name)),
         "rules": RULES,
     }
+
+
+def tuned_context(comparison: dict, name: str, verdicts: list[Verdict], docs: Path) -> dict | None:
+    """benchmarks/objectives_at_budget.py with the lr chosen per objective and batch size."""
+    from objectives_at_budget import SELECTION_SEED
+
+    evidence = f"{budget(name)}, {TUNED}"
+    rows = tuned_rows(comparison, evidence)
+    runs = comparison.get("runs", [])
+    if not runs:
+        return None
+    selection = [r for r in runs if r["seed"] == SELECTION_SEED]
+    lrs = sorted({r["lr"] for r in selection})
+    chosen = chosen_lrs(selection, SELECTION_SEED)
+    lr_rows = []
+    for o in OBJECTIVES:
+        for b in sorted({r["batch_size"] for r in selection}, reverse=True):
+            mine = {
+                r["lr"]: r["linear"]
+                for r in selection
+                if (r["objective"], r["batch_size"]) == (o, b)
+            }
+            if mine:
+                lr_rows.append(
+                    [o, str(b)]
+                    + [
+                        ("**{:.2f}**" if chosen.get((o, b)) == lr else "{:.2f}").format(
+                            100 * mine[lr]
+                        )
+                        if lr in mine
+                        else "–"
+                        for lr in lrs
+                    ]
+                )
+    base = baselines(comparison)
+    base_rows = [
+        (BASELINE_NAMES[k], f"{100 * v['knn']:.2f}", f"{100 * v['linear']:.2f}")
+        for k, v in base.items()
+    ]
+    loads = [r["load_average"] / r["cpus"] for r in runs if "load_average" in r]
+    load = (
+        f"The load average at the end of the runs was up to {max(loads):.1f} per CPU, so the "
+        "training minutes include time the machine spent on other work (rule: above 1.5 per CPU)."
+        if loads and max(loads) > 1.5
+        else "The load average at the end of the runs stayed at or below "
+        f"{max(loads, default=0):.1f} per CPU."
+    )
+    context = {
+        "name": name,
+        "runs": len(runs),
+        "hours": f"{sum(r['wall_seconds'] for r in runs) / 3600:.1f}",
+        "grid": ", ".join(f"{lr:g}" for lr in lrs),
+        "selection_seed": SELECTION_SEED,
+        "seeds": ", ".join(str(s) for s in sorted({r["seed"] for r in rows})) or "none yet",
+        "load": load,
+        "lr_table": table(
+            ["objective", "batch", *(f"lr {lr:g}" for lr in lrs)], "lr" + "r" * len(lrs), lr_rows
+        ),
+        "table": accuracy_table(rows, base_rows, minutes=True)
+        if rows
+        else "No reported seed has finished yet.",
+        "figure": saved(
+            accuracy_figure(rows, base.get("pixels"), base.get("random_init")),
+            docs,
+            f"tuned_{name}.png",
+        )
+        if rows
+        else "",
+        "verdicts": real_bullets(verdicts, evidence)
+        or "No verdict until every objective has a reported seed.",
+        "rules": RULES,
+    }
+    return context
 
 
 def recipe_context(recipe: dict, name: str, verdicts: list[Verdict], docs: Path) -> dict | None:
@@ -591,6 +804,7 @@ def write_report(
     recipes: dict | None = None,
     comparisons: dict | None = None,
     lambdas: dict | None = None,
+    tuned: dict | None = None,
 ) -> None:
     docs.mkdir(parents=True, exist_ok=True)
     ev = Evidence(
@@ -599,17 +813,27 @@ def write_report(
         recipes if recipes is not None else load_named("recipe"),
         comparisons if comparisons is not None else load_named("objectives"),
         lambdas if lambdas is not None else load_named("lambda"),
+        tuned if tuned is not None else load_named("tuned"),
     )
     verdicts = judge_all(ev)
     filled: list[tuple[str, dict | None]] = [
         ("header", {"torch": torch.__version__}),
         ("claims", claims_context(verdicts)),
         ("exact", exact_context(exact, verdicts, docs) if exact else None),
+        *(
+            (name, context(exact, verdicts, docs))
+            for name, context in (
+                ("one_setting", one_setting_context),
+                ("sensitivity", sensitivity_context),
+            )
+            if exact and "one_setting" in exact
+        ),
         ("batch", batch_context(store, verdicts, docs)),
         *(
             ("comparison", comparison_context(c, n, verdicts, docs))
             for n, c in ev.comparisons.items()
         ),
+        *(("tuned", tuned_context(c, n, verdicts, docs)) for n, c in ev.tuned.items()),
         *(("recipe", recipe_context(r, n, verdicts, docs)) for n, r in ev.recipes.items()),
         ("variance", variance_context(store, verdicts, docs)),
         ("spectrum", spectrum_context(store, verdicts, docs)),
@@ -646,4 +870,5 @@ if __name__ == "__main__":
         load_named("recipe", a.data),
         load_named("objectives", a.data),
         load_named("lambda", a.data),
+        load_named("tuned", a.data),
     )

@@ -493,3 +493,61 @@ def test_results_page_is_what_the_report_makes_of_the_committed_data(tmp_path):
     assert torch_line.sub("", (tmp_path / "results.md").read_text()) == torch_line.sub(
         "", committed
     )
+
+
+def invented_sensitivity(finals: dict[int, dict[float, list[float]]], predicted: dict) -> dict:
+    runs = [
+        {"batch": b, "alpha": rate, "final": value, "diverged_at": None}
+        for b, by_rate in finals.items()
+        for rate, values in by_rate.items()
+        for value in values
+    ]
+    return {"runs": runs, "predicted": {str(b): p for b, p in predicted.items()}}
+
+
+def test_the_rules_prediction_is_judged_against_the_best_rate():
+    near = {0.01: [0.95, 0.951, 0.952], 0.1: [0.90, 0.901, 0.902], 1.0: [0.5, 0.51, 0.52]}
+    far = {0.01: [0.5, 0.51, 0.52], 0.1: [0.90, 0.901, 0.902], 1.0: [0.95, 0.951, 0.952]}
+    noisy = {0.01: [0.90, 0.95, 0.93], 0.1: [0.94, 0.92, 0.96], 1.0: [0.5, 0.51, 0.52]}
+    (verdict, numbers), per = claims.judge_prediction(invented_sensitivity({8: near}, {8: 0.012}))
+    assert verdict == "holds" and per[8] == dict(
+        best=0.01, nearest=0.01, predicted=0.012, outcome="the best"
+    )
+    (verdict, _), per = claims.judge_prediction(
+        invented_sensitivity({8: near, 512: far}, {8: 0.012, 512: 0.02})
+    )
+    assert verdict == "does not hold" and per[512]["outcome"] == "worse"  # 0.01 is far behind 1.0
+    (verdict, _), per = claims.judge_prediction(invented_sensitivity({64: noisy}, {64: 0.012}))
+    assert verdict == "holds" and per[64]["outcome"] == "within noise"
+
+
+def test_tuned_comparison_leaves_the_selection_seed_out_of_every_verdict(tmp_path):
+    from objectives_at_budget import SELECTION_SEED
+
+    comparison = invented_comparison(0.85, 0.80, 0.85, 0.83)
+    for r in comparison["runs"]:
+        r["lr"] = 2.0
+    for objective in ("minc", "spectral", "byol"):  # the selection seed: SCL far ahead of MINC
+        for batch in (64, 256):
+            for lr, linear in ((1.0, 0.5), (2.0, 0.99 if objective == "spectral" else 0.6)):
+                comparison["runs"].append(
+                    dict(
+                        objective=objective,
+                        batch_size=batch,
+                        seed=SELECTION_SEED,
+                        lr=lr,
+                        knn=linear,
+                        linear=linear,
+                        train_seconds=100.0,
+                        wall_seconds=120.0,
+                    )
+                )
+    report.write_report(
+        {}, tmp_path, recipes={}, comparisons={}, lambdas={}, tuned={"toy": comparison}
+    )
+    page = (tmp_path / "results.md").read_text()
+    evidence = "Fashion-MNIST, `toy.yaml` budget, lr per objective"
+    assert f"| MINC beats SCL at every batch size | {evidence} | **holds** |" in page
+    assert "| spectral | 64 | 50.00 | **99.00** |" in page  # the selection seed chose lr 2
+    assert "the table holds seeds 0, 1, 2" in page
+    assert (tmp_path / "tuned_toy.png").is_file()
