@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from minc_lightning.evaluate import knn_accuracy, linear_accuracy, split_features
+from minc_lightning.scoring import knn_accuracy, linear_accuracy, split_features
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "docs" / "data"  # raw results, committed; report.py draws docs/results.md from them

@@ -38,7 +38,7 @@ from PIL import Image
 from verdicts import difference
 
 from minc_lightning.data import MINCDataModule, default_views
-from minc_lightning.datasets import ArrayDataset
+from minc_lightning.data.formats import ArrayDataset
 
 MODES = ("loader", "device")
 

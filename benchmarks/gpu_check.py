@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader
 import minc_lightning
 from minc_lightning.backbones import ConvNet, ResNet
 from minc_lightning.baselines import SpectralContrastiveLoss
-from minc_lightning.fastpath import FastPaths
+from minc_lightning.callbacks.speed import FastPaths
 from minc_lightning.loss import MINCLoss
 from minc_lightning.module import MINCModule, make_optimizer
 

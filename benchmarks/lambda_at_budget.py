@@ -1,4 +1,4 @@
-"""Does tril(Λ) drive Λ towards a diagonal with decreasing entries (SPEC section 5's fourth
+"""Does tril(Λ) drive Λ towards a diagonal with decreasing entries (docs/method.md §6, the fourth
 claim) at one recipe's budget? MINC with ``triangular`` on and off, three seeds each.
 
 Every run is the config (the quickstart's by default) with only ``model.triangular`` and the

@@ -29,11 +29,8 @@ from lightning.pytorch import Callback
 
 from minc_lightning.cli import run_cli
 from minc_lightning.diagnostics import lambda_diagnostics
-from minc_lightning.evaluate import (
-    Pixels,
-    reinitialise,
-)
 from minc_lightning.loss import MINCLoss
+from minc_lightning.scoring import Pixels, reinitialise
 
 
 def readme_score(backbone: torch.nn.Module, dm) -> dict[str, float]:
@@ -80,7 +77,8 @@ class Curve(Callback):
             dm = trainer.datamodule
             point = {"epoch": epoch, "train_seconds": self.train_seconds}
             point |= readme_score(pl_module.backbone, dm)
-            if isinstance(pl_module.criterion, MINCLoss):  # where Λ stands: SPEC's fourth claim
+            # where Λ stands: the fourth claim of docs/method.md §6
+            if isinstance(pl_module.criterion, MINCLoss):
                 stats = lambda_diagnostics(pl_module.criterion.second_moment, top_k=0)
                 point |= {k: stats[k] for k in ("offdiag_ratio", "diag_sorted")}
             self.result["points"].append(point)

@@ -9,7 +9,7 @@ Four experiments, all on the same small CNN, augmentations and tuning effort:
    for minc and spectral, against batch size (the paper: MINC has lower variance);
 3. Λ spectrum over training with ``triangular`` on and off (the paper: tril(Λ) drives Λ to a
    diagonal with decreasing entries);
-4. ablations of SPEC section 6's open choices (alpha, mu, moment_source, predictor).
+4. ablations of the open choices of docs/method.md §7 (alpha, mu, moment_source, predictor).
 
 Every finished run is stored in ``--out/runs.json`` (default ``docs/data``) at once, so an
 interrupted script resumes where it stopped. ``--report_only`` rewrites the report from that file.
@@ -37,10 +37,10 @@ from common import DATA, ROOT, quiet_trainer, score
 from minc_lightning.backbones import ConvNet, ResNet
 from minc_lightning.data import MINCDataModule
 from minc_lightning.diagnostics import lambda_diagnostics, lambda_eigenvalues
-from minc_lightning.evaluate import Pixels
 from minc_lightning.loss import MINCLoss
 from minc_lightning.module import MINCModule
 from minc_lightning.objectives import OBJECTIVES
+from minc_lightning.scoring import Pixels
 
 
 class LambdaTrace(L.Callback):

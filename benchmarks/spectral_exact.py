@@ -1,4 +1,4 @@
-"""The paper's optimisation claim on a problem whose answer is known (SPEC section 7).
+"""The paper's optimisation claim on a problem whose answer is known (docs/method.md §8).
 
 MINC and the spectral contrastive loss (SCL) estimate one population objective
 

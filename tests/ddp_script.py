@@ -14,7 +14,7 @@ import torch
 from helpers import TwoViewToy, tiny_module
 from torch.utils.data import DataLoader
 
-from minc_lightning.sampling import SeededDataset, SeededSampler
+from minc_lightning.data.sampling import SeededDataset, SeededSampler
 
 GLOBAL_BATCH, STEPS = 8, 4
 

@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
-from fixtures import write_cifar, write_fashion_mnist, write_imagenet, write_stl10
+from dataset_files import write_cifar, write_fashion_mnist, write_imagenet, write_stl10
 from lightly.transforms import BYOLView1Transform
 from PIL import Image
 
-from minc_lightning import augment as A
-from minc_lightning import sampling
-from minc_lightning.data import PRESETS, MINCDataModule, default_views
+from minc_lightning.data import PRESETS, MINCDataModule, default_views, sampling
+from minc_lightning.data import augment as A
 
 TESTS = Path(__file__).parent
 
@@ -356,7 +355,7 @@ def test_reduced_decode_crops_the_same_region(tmp_path):
 
 
 def test_on_gpu_the_default_is_device_and_on_cpu_the_measured_choice():
-    from minc_lightning import data
+    from minc_lightning.data import module as data
 
     dm = MINCDataModule("fashion_mnist")
     assert dm.resolve_augment_on() == data.CPU_AUGMENT_ON

@@ -387,7 +387,7 @@ def test_quickstart_search_verdicts_follow_the_numbers():
 
 def test_loader_cost_leaves_torchs_thread_count_as_it_found_it():
     """It measures on one thread; the device-side figure measured after it must not run on
-    some other count (it used to restore the inter-op thread count instead)."""
+    some other count, nor on the inter-op count in place of the intra-op one."""
     import data_throughput as throughput
 
     before = torch.get_num_threads()
@@ -401,7 +401,7 @@ def test_loader_cost_leaves_torchs_thread_count_as_it_found_it():
 
 
 def test_benchmark_scripts_pass_unknown_arguments_to_the_cli(tmp_path, monkeypatch):
-    """``--trainer.max_epochs=1`` goes to ``minc-lightning fit`` (argparse used to refuse it)."""
+    """``--trainer.max_epochs=1`` goes to ``minc-lightning fit``, past the script's own parser."""
     import objectives_at_budget
     import recipe_curve
 
@@ -415,9 +415,10 @@ def test_benchmark_scripts_pass_unknown_arguments_to_the_cli(tmp_path, monkeypat
     argv = ["x", "--out", str(tmp_path), "--objectives", "minc", "byol", "--seeds", "0"]
     monkeypatch.setattr(sys, "argv", [*argv, "--batch_sizes", "64", "--trainer.max_epochs=1"])
     objectives_at_budget.main()
-    assert [c[0][-1] for c in calls] == ["--trainer.max_epochs=1"] * 2
-    assert [c[1] for c in calls] == [True, False]  # the first run scores the baselines
-    assert len(json.loads((tmp_path / "objectives_quickstart.json").read_text())["runs"]) == 2
+    runs = 2 * 3 + 2  # 2 objectives: 3 learning rates on the selection seed, then seed 0
+    assert [c[0][-1] for c in calls] == ["--trainer.max_epochs=1"] * runs
+    assert [c[1] for c in calls] == [True] + [False] * (runs - 1)  # the first scores baselines
+    assert len(json.loads((tmp_path / "tuned_quickstart.json").read_text())["runs"]) == runs
 
     monkeypatch.setattr(recipe_curve, "fit_with_curve", lambda *a: calls.append(a))
     monkeypatch.setattr(sys, "argv", ["x", "--out", str(tmp_path), "--trainer.max_epochs=1"])
@@ -427,7 +428,7 @@ def test_benchmark_scripts_pass_unknown_arguments_to_the_cli(tmp_path, monkeypat
 
 def test_the_curve_scores_a_backbone_where_it_is(monkeypatch):
     """Scoring moves the backbone to the scoring device: a GPU run's backbone must not be moved
-    to the CPU between epochs (the curve used to score on the CPU always)."""
+    to the CPU between epochs."""
     import recipe_curve
 
     devices = []
@@ -438,7 +439,7 @@ def test_the_curve_scores_a_backbone_where_it_is(monkeypatch):
 
 
 def test_reproduce_records_no_path_of_the_machine(tmp_path):
-    """runs.json is committed: it used to keep --out and --docs as absolute paths."""
+    """runs.json is committed: it keeps --out and --docs relative, never absolute paths."""
     import argparse
 
     import reproduce

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from fixtures import write_cifar, write_fashion_mnist, write_imagenet, write_stl10
+from dataset_files import write_cifar, write_fashion_mnist, write_imagenet, write_stl10
 
+from minc_lightning.callbacks.checkpoint import ResumableCheckpoint
 from minc_lightning.cli import run_cli
-from minc_lightning.run_checkpoint import ResumableCheckpoint
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 RECIPES = sorted(p for p in CONFIGS.glob("*.yaml") if p.stem not in ("sweep", "wandb"))
@@ -265,7 +265,7 @@ def test_a_run_without_a_terminal_logs_plain_lines(tmp_path, capfd):
 
 
 def test_picture_of_lambda_is_written_named_and_follows_lambda(tmp_path, capsys):
-    from minc_lightning.pictures import draw_lambda
+    from minc_lightning.callbacks.lambda_pictures import draw_lambda
 
     write_fashion_mnist(tmp_path / "data", n_train=16, n_test=8)
     run = tmp_path / "run"
@@ -290,7 +290,7 @@ def test_online_knn_agrees_with_the_eval_command(tmp_path):
     run = tmp_path / "run"
     monitor = tmp_path / "knn.yaml"
     monitor.write_text(
-        "trainer:\n  callbacks:\n    - class_path: minc_lightning.monitor.OnlineKNN\n"
+        "trainer:\n  callbacks:\n    - class_path: minc_lightning.callbacks.knn.OnlineKNN\n"
         "      init_args:\n        k: 5\n"
     )
     cli = run_cli(["fit", *quick_args(tmp_path / "data", run), f"--config={monitor}"])

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures import (
+from dataset_files import (
     write_cifar,
     write_fashion_mnist,
     write_image_folder,
@@ -15,7 +15,7 @@ from fixtures import (
 )
 
 from minc_lightning.data import DATASETS, MINCDataModule
-from minc_lightning.datasets import DEBIAN_FASHION_MNIST, find_fashion_mnist
+from minc_lightning.data.formats import DEBIAN_FASHION_MNIST, find_fashion_mnist
 
 
 def datamodule(dataset: str, root: Path | None, **kwargs) -> MINCDataModule:
@@ -168,7 +168,7 @@ def test_uint8_views_normalised_on_device_equal_lightly_float_views(tmp_path):
 
 
 def test_module_explains_uint8_views():
-    from minc_lightning.contract import unpack_views
+    from minc_lightning.data.batch import unpack_views
 
     views = [torch.zeros(2, 3, 8, 8, dtype=torch.uint8)] * 2
     with pytest.raises(ValueError, match="on_after_batch_transfer"):

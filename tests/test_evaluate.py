@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures import write_fashion_mnist
+from dataset_files import write_fashion_mnist
 from torch import nn
 
-from minc_lightning import evaluate
+from minc_lightning import evaluate, scoring
 from minc_lightning.cli import run_cli
 
 CONFIG = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
@@ -27,26 +27,26 @@ def test_knn_weighted_vote_by_hand():
     labels = torch.tensor([0, 0, 1, 1])
     queries = torch.tensor([[1.0, 0.05], [0.05, 1.0], [0.6, 0.5]])
     # k=4: every point votes with exp(cos/T); the third query is nearer class 0 by angle
-    result = evaluate.knn_accuracy(bank, labels, queries, torch.tensor([0, 1, 0]), 2, k=4)
+    result = scoring.knn_accuracy(bank, labels, queries, torch.tensor([0, 1, 0]), 2, k=4)
     assert result["top1"] == 1.0
-    wrong = evaluate.knn_accuracy(bank, labels, queries, torch.tensor([1, 0, 1]), 2, k=4)
+    wrong = scoring.knn_accuracy(bank, labels, queries, torch.tensor([1, 0, 1]), 2, k=4)
     assert wrong["top1"] == 0.0 and wrong["top5"] == 1.0  # top-k capped at the classes
 
 
 def test_knn_and_linear_separate_clusters_and_not_noise():
     xtr, ytr = clusters(points_seed=0)
     xte, yte = clusters(n=100, points_seed=1)  # held out: the same clusters, other points
-    assert evaluate.knn_accuracy(xtr, ytr, xte, yte, 4, k=20)["top1"] > 0.95
-    assert evaluate.linear_accuracy(xtr, ytr, xte, yte, 4, epochs=20)["top1"] > 0.95
+    assert scoring.knn_accuracy(xtr, ytr, xte, yte, 4, k=20)["top1"] > 0.95
+    assert scoring.linear_accuracy(xtr, ytr, xte, yte, 4, epochs=20)["top1"] > 0.95
     shuffled = ytr[torch.randperm(len(ytr), generator=torch.Generator().manual_seed(1))]
-    assert evaluate.knn_accuracy(xtr, shuffled, xte, yte, 4, k=20)["top1"] < 0.5
+    assert scoring.knn_accuracy(xtr, shuffled, xte, yte, 4, k=20)["top1"] < 0.5
 
 
 def test_features_are_extracted_in_eval_mode():
     backbone = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)).train()
     x = torch.randn(8, 4)
     loader = [(x, torch.zeros(8, dtype=torch.long))]
-    feats, _ = evaluate.extract_features(backbone, loader, torch.device("cpu"))
+    feats, _ = scoring.extract_features(backbone, loader, torch.device("cpu"))
     assert backbone.training  # restored
     with torch.no_grad():
         torch.testing.assert_close(feats, backbone.eval()(x))
@@ -102,20 +102,20 @@ def test_knn_and_linear_commands_on_a_cli_checkpoint(trained, network):
     backbone = model.target_backbone if network == "target" else model.backbone
     dm = evaluate.MINCDataModule("fashion_mnist", str(data), batch_size=16, num_workers=0)
     cpu = torch.device("cpu")
-    xtr, ytr = evaluate.extract_features(backbone, dm.eval_dataloader("train"), cpu)
-    xte, yte = evaluate.extract_features(backbone, dm.eval_dataloader("val"), cpu)
-    assert knn == evaluate.knn_accuracy(xtr, ytr, xte, yte, 10, k=5)
-    assert linear == evaluate.linear_accuracy(xtr, ytr, xte, yte, 10, epochs=2)
+    xtr, ytr = scoring.extract_features(backbone, dm.eval_dataloader("train"), cpu)
+    xte, yte = scoring.extract_features(backbone, dm.eval_dataloader("val"), cpu)
+    assert knn == scoring.knn_accuracy(xtr, ytr, xte, yte, 10, k=5)
+    assert linear == scoring.linear_accuracy(xtr, ytr, xte, yte, 10, epochs=2)
     assert not torch.equal(
-        evaluate.extract_features(model.backbone, dm.eval_dataloader("val"), cpu)[0],
-        evaluate.extract_features(model.target_backbone, dm.eval_dataloader("val"), cpu)[0],
+        scoring.extract_features(model.backbone, dm.eval_dataloader("val"), cpu)[0],
+        scoring.extract_features(model.target_backbone, dm.eval_dataloader("val"), cpu)[0],
     )  # so the network asked for matters
 
 
 def test_random_init_resets_the_trained_weights(trained):
     ckpt, _ = trained
     model = evaluate.model_from_checkpoint(ckpt)
-    fresh = evaluate.reinitialise(evaluate.model_from_checkpoint(ckpt))
+    fresh = scoring.reinitialise(evaluate.model_from_checkpoint(ckpt))
     assert not torch.equal(model.backbone.features[0].weight, fresh.backbone.features[0].weight)
     assert torch.equal(
         fresh.backbone.features[1].running_var,
@@ -134,13 +134,13 @@ def test_checkpoint_from_other_config_is_refused(trained):
 def test_pixels_baseline_scores_the_eval_images_themselves(trained):
     ckpt, data = trained
     gray = torch.rand(2, 1, 5, 5).expand(2, 3, 5, 5)
-    assert torch.equal(evaluate.Pixels()(gray), gray[:, 0].flatten(1))  # one channel, not three
+    assert torch.equal(scoring.Pixels()(gray), gray[:, 0].flatten(1))  # one channel, not three
     rgb = torch.rand(2, 3, 5, 5)
-    assert evaluate.Pixels()(rgb).shape == (2, 75)
+    assert scoring.Pixels()(rgb).shape == (2, 75)
     result = evaluate.knn(str(ckpt), k=5, pixels=True, root=str(data), num_workers=0)
     dm = evaluate.MINCDataModule("fashion_mnist", str(data), batch_size=16, num_workers=0)
     cpu = torch.device("cpu")
-    xtr, ytr = evaluate.extract_features(evaluate.Pixels(), dm.eval_dataloader("train"), cpu)
-    xte, yte = evaluate.extract_features(evaluate.Pixels(), dm.eval_dataloader("val"), cpu)
+    xtr, ytr = scoring.extract_features(scoring.Pixels(), dm.eval_dataloader("train"), cpu)
+    xte, yte = scoring.extract_features(scoring.Pixels(), dm.eval_dataloader("val"), cpu)
     assert xtr.shape[1] == 28 * 28
-    assert result == evaluate.knn_accuracy(xtr, ytr, xte, yte, 10, k=5)
+    assert result == scoring.knn_accuracy(xtr, ytr, xte, yte, 10, k=5)

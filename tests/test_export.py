@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from fixtures import write_fashion_mnist
+from dataset_files import write_fashion_mnist
 
 from minc_lightning.cli import run_cli
 

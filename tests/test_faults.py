@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures import write_fashion_mnist
+from dataset_files import write_fashion_mnist
 from helpers import TwoViewToy, tiny_module, trainer
 from lightning.pytorch import Callback
 from torch.utils.data import DataLoader
@@ -183,7 +183,7 @@ def test_non_finite_batch_stops_with_the_step_named():
 
 
 def test_bf16_mixed_hundreds_of_steps_on_real_data():
-    from minc_lightning.datasets import find_fashion_mnist
+    from minc_lightning.data.formats import find_fashion_mnist
 
     if find_fashion_mnist(None) is None:
         if os.environ.get("CI"):

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures import write_image_folder
+from dataset_files import write_image_folder
 from helpers import tiny_module, trainer
 from PIL import Image
 from test_data import datamodule
 
 from minc_lightning.data import MINCDataModule
-from minc_lightning.datasets import find_fashion_mnist, read_fashion_mnist
+from minc_lightning.data.formats import find_fashion_mnist, read_fashion_mnist
 
 
 def paths(dm: MINCDataModule) -> list[str]:

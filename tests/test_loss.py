@@ -1,4 +1,4 @@
-"""The MINC loss against the equations of SPEC section 2, written out naively."""
+"""The MINC loss against the equations of docs/method.md §2, written out naively."""
 
 import pytest
 import torch
@@ -31,8 +31,9 @@ def grad_wrt_p(loss_fn, p: torch.Tensor) -> torch.Tensor:
 
 
 def test_matches_spectral_contrastive_gradient_with_alpha_one():
-    """SPEC 2.5: alpha=1, Λ not triangular, moment from the target, no normalisation: the MINC
-    gradient is the gradient of the SCL batch estimate written as a double sum."""
+    """docs/method.md §2, item 5: alpha=1, Λ not triangular, moment from the target, no
+    normalisation: the MINC gradient is the gradient of the SCL batch estimate written as a
+    double sum."""
     p, t = batch()
     n = p.shape[0]
 

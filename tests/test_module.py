@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures import write_fashion_mnist
+from dataset_files import write_fashion_mnist
 from helpers import SIZE, TwoViewToy, loaders, tiny_module, trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
@@ -284,10 +284,10 @@ def test_batch_size_is_given_not_guessed():
         trainer(max_steps=1).fit(tiny_module(batch_size=16), train)
 
 
-def test_internals_built_by_cli_tells_a_config_from_an_object(tmp_path, monkeypatch):
-    """minc_lightning.internals.built_by_cli: a backbone built from a config is saved as its
+def test_built_by_cli_tells_a_config_from_an_object(tmp_path, monkeypatch):
+    """minc_lightning._cli_build.built_by_cli: a backbone built from a config is saved as its
     config (so evaluation can rebuild it), a Python object is not saved."""
-    from minc_lightning.internals import built_by_cli
+    from minc_lightning._cli_build import built_by_cli
 
     assert not built_by_cli()
     assert "backbone" not in tiny_module().hparams

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures import write_fashion_mnist
+from dataset_files import write_fashion_mnist
 from test_faults import TESTS, fit_command
 
-from minc_lightning.run_checkpoint import PREEMPTED_EXIT
+from minc_lightning.callbacks.checkpoint import PREEMPTED_EXIT
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures import write_fashion_mnist
+from dataset_files import write_fashion_mnist
 from helpers import loaders, tiny_module, trainer
 from lightning.pytorch import Callback
 from PIL import Image
@@ -19,7 +19,7 @@ from test_cli import CONFIGS, quick_args
 
 from minc_lightning.cli import run_cli
 from minc_lightning.data import MINCDataModule
-from minc_lightning.datasets import to_rgb
+from minc_lightning.data.images import to_rgb
 from minc_lightning.evaluate import knn, linear
 from minc_lightning.module import MINCModule
 

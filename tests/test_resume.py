@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures import write_fashion_mnist
+from dataset_files import write_fashion_mnist
 from lightning.pytorch import Callback
 from test_cli import quick_args
 
-from minc_lightning.checkpoints import find_last
+from minc_lightning.checkpoint_io import find_last
 from minc_lightning.cli import run_cli
 
 pytestmark = pytest.mark.usefixtures("offline_wandb")

@@ -10,13 +10,13 @@ import textwrap
 import pytest
 import torch
 
-from minc_lightning.checkpoints import atomic_save, find_last, load_checkpoint
+from minc_lightning.checkpoint_io import atomic_save, find_last, load_checkpoint
 from minc_lightning.export import export
 
 KILL_DURING_WRITE = textwrap.dedent(
     """
     import os, signal, sys, torch
-    from minc_lightning.run_checkpoint import AtomicCheckpointIO
+    from minc_lightning.callbacks.checkpoint import AtomicCheckpointIO
 
     path = sys.argv[1]
     io = AtomicCheckpointIO()

@@ -1,4 +1,4 @@
-"""The baselines MINC is compared with (SPEC section 4), through the same MINCModule code path:
+"""The baselines MINC is compared with (docs/method.md §5), through the same MINCModule code path:
 the spectral contrastive loss (SCL, HaoChen et al. 2021) and BYOL's regression loss.
 """
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from minc_lightning.distributed import gather_with_grad, rank
+from minc_lightning._distributed import gather_with_grad, rank
 from minc_lightning.loss import normalize_rows
 
 
@@ -31,7 +31,7 @@ def spectral_contrastive_loss(
 
 
 class SpectralContrastiveLoss(nn.Module):
-    """The spectral contrastive loss (SPEC section 4), MINC's contrastive baseline.
+    """The spectral contrastive loss (docs/method.md §5), MINC's contrastive baseline.
 
     Args:
         mu: squared row norm after normalisation; ``None`` disables it.

@@ -22,130 +22,32 @@ seconds, the W&B logger runs offline instead of failing; a run ends with a short
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from minc_lightning.checkpoints import find_last, load_checkpoint
-from minc_lightning.data import MINCDataModule
-from minc_lightning.module import MINCModule
-from minc_lightning.pictures import LambdaPictures
-from minc_lightning.progress import LineProgress
-from minc_lightning.run_checkpoint import (
+from minc_lightning._cli_build import cli_builds
+from minc_lightning.callbacks.checkpoint import (
     PREEMPTED_EXIT,
     Preempted,
     ResumableCheckpoint,
     checkpoint_folder,
 )
+from minc_lightning.callbacks.lambda_pictures import LambdaPictures
+from minc_lightning.callbacks.progress import LineProgress
+from minc_lightning.callbacks.summary import WANDB_ID_KEY, RunSummary
+from minc_lightning.checkpoint_io import find_last, load_checkpoint
+from minc_lightning.data.module import MINCDataModule
+from minc_lightning.module import MINCModule
+from minc_lightning.wandb_setup import LoggerSaveConfigCallback, configure_wandb
 
-WANDB_ID_KEY = "wandb_run_id"
 RESUME_IF_PRESENT = "last_if_present"  # --ckpt_path value: resume when a checkpoint exists
-
-
-class RunSummary(Callback):
-    """Prints where the checkpoint is, the final probe accuracy and how to go on; keeps the W&B
-    run id in every checkpoint so a resumed run continues the same W&B run."""
-
-    def on_save_checkpoint(
-        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        if isinstance(trainer.logger, WandbLogger):
-            checkpoint[WANDB_ID_KEY] = trainer.logger.version
-
-    @rank_zero_only
-    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Read back the checkpoint the summary names (a run never reports one that is not
-        there), then print the summary."""
-        if trainer.fast_dev_run:
-            last = "(none: a fast_dev_run smoke test writes no checkpoint)"
-        else:
-            last = getattr(trainer.checkpoint_callback, "last_model_path", "")
-            savers = [c for c in trainer.callbacks if isinstance(c, ResumableCheckpoint)]
-            if not last and savers:  # it saves after any step: nothing was trained
-                raise RuntimeError(
-                    f"minc-lightning: the run trained zero optimizer steps (it stopped at step "
-                    f"{trainer.global_step}, epoch {trainer.current_epoch}; max_epochs "
-                    f"{trainer.max_epochs}, max_steps {trainer.max_steps}, "
-                    f"{trainer.num_training_batches} training batches per epoch), so it has no "
-                    "result to save. To train more, raise --trainer.max_epochs."
-                )
-            if not last:
-                raise RuntimeError(
-                    "minc-lightning: training finished but no checkpoint was saved: "
-                    "the Trainer has no ResumableCheckpoint callback."
-                )
-            try:
-                load_checkpoint(last)
-            except (FileNotFoundError, ValueError) as err:
-                raise RuntimeError(
-                    f"minc-lightning: training finished but its checkpoint {last} was not "
-                    f"written or does not load back ({err}); the run's result is lost."
-                ) from err
-        failed = [c.failed for c in trainer.callbacks if getattr(c, "failed", None)]
-        if failed:
-            raise RuntimeError(
-                f"minc-lightning: the training finished and its checkpoint {last} is safe (read "
-                f"back), but {failed[0]}."
-            )
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        accuracy = ", ".join(f"{k} = {100 * v:.2f}%" for k, v in sorted(metrics.items()))
-        pictures = [c.last_path for c in trainer.callbacks if isinstance(c, LambdaPictures)]
-        picture = [f"  Λ picture  : {pictures[0]}"] if pictures and pictures[0] else []
-        print(
-            "\n".join(
-                [
-                    "",
-                    "=" * 72,
-                    f"minc-lightning: finished {trainer.global_step} optimizer steps "
-                    f"({trainer.current_epoch} epochs).",
-                    f"  checkpoint : {last}",
-                    f"  online linear probe (validation): {accuracy or 'no validation data'}",
-                    *picture,
-                    "  continue   : minc-lightning fit --config <same config> --ckpt_path last "
-                    "--trainer.max_epochs <more>",
-                    f"  evaluate   : minc-lightning-eval knn --ckpt {last}",
-                    "=" * 72,
-                ]
-            )
-        )
-
-
-class LoggerSaveConfigCallback(SaveConfigCallback):
-    """Saves the resolved config next to the run (overwriting, so W&B's files never clash) and
-    sends it to W&B as the run's config."""
-
-    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if isinstance(trainer.logger, WandbLogger):
-            trainer.logger.log_hyperparams({"cli": self.config.as_dict()})
-
-
-def _wandb_credentials() -> bool:
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") in ("offline", "disabled"):
-        return True
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
-
-
-def _wandb_reachable(timeout: float = 5.0) -> bool:
-    """Whether W&B's server (``WANDB_BASE_URL``, default api.wandb.ai) accepts a connection
-    within ``timeout`` seconds; wandb itself would wait about 100 s before failing."""
-    url = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname, port), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
 
 
 def check_writable(directory: str | Path, what: str) -> None:
@@ -168,6 +70,10 @@ class MINCLightningCLI(LightningCLI):
         parser.link_arguments("data.batch_size", "model.batch_size")  # the lr scales with it
         parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LambdaPictures, "lambda_pictures")  # every_n_epochs
+
+    def instantiate_classes(self) -> None:
+        with cli_builds():  # the module saves its backbone's config, not the object
+            super().instantiate_classes()
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
@@ -193,7 +99,7 @@ class MINCLightningCLI(LightningCLI):
             )
             # read once, now: a damaged checkpoint is named before anything starts
             resumed = load_checkpoint(config["ckpt_path"]) if config["ckpt_path"] else {}
-        self.configure_wandb(config, resumed.get(WANDB_ID_KEY))
+        configure_wandb(config, resumed.get(WANDB_ID_KEY))
 
     @staticmethod
     def resolve_ckpt_path(
@@ -223,31 +129,6 @@ class MINCLightningCLI(LightningCLI):
         if ckpt_path:
             rank_zero_info(f"minc-lightning: resuming from {ckpt_path}")
         return ckpt_path
-
-    def configure_wandb(self, config, run_id: str | None) -> None:
-        """Offline W&B without credentials or server; a resumed run keeps its W&B ``run_id``."""
-        logger = config.get("trainer", {}).get("logger")
-        loggers = logger if isinstance(logger, list) else [logger]
-        wandb_logger = next(
-            (lg for lg in loggers if "WandbLogger" in str(getattr(lg, "class_path", ""))), None
-        )
-        if wandb_logger is None:
-            return
-        if not _wandb_credentials():
-            rank_zero_warn(
-                "No W&B credentials found (WANDB_API_KEY or `wandb login`): "
-                "logging to W&B offline; `wandb sync` uploads the run later."
-            )
-            os.environ["WANDB_MODE"] = "offline"
-        elif os.environ.get("WANDB_MODE") not in ("offline", "disabled") and not _wandb_reachable():
-            rank_zero_warn(
-                "W&B's server cannot be reached: logging to W&B offline; `wandb sync` uploads "
-                "the run later."
-            )
-            os.environ["WANDB_MODE"] = "offline"
-        if run_id:
-            wandb_logger.init_args.id = run_id  # WandbLogger resumes a given id
-            rank_zero_info(f"minc-lightning: resuming W&B run {run_id}")
 
     def before_fit(self) -> None:
         """Every folder the run writes to is writable before any step is taken; the checkpoint

@@ -15,9 +15,9 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from minc_lightning.arguments import check, one_of
 from minc_lightning.backbones import ResNet, Timm
-from minc_lightning.checkpoints import atomic_save
-from minc_lightning.checks import check, one_of
+from minc_lightning.checkpoint_io import atomic_save
 from minc_lightning.evaluate import model_from_checkpoint
 
 

@@ -1,4 +1,4 @@
-"""The MINC loss and its Λ (Guo et al., AISTATS 2025; SPEC section 2). ``p`` (N, d): online
+"""The MINC loss and its Λ (Guo et al., AISTATS 2025; docs/method.md §2). ``p`` (N, d): online
 predictions; ``t`` (N, d): target projections of the other view; Λ (d, d): an EMA of E[φφᵀ].
 
     L = mean_i [ -2 p_i·t_i + 2 p_i·sg(A p_i) ],    A = tril(Λ) (triangular) or Λ
@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from minc_lightning.checks import check, interval, one_of, optional, positive, positive_int
-from minc_lightning.distributed import all_reduce_sum
+from minc_lightning._distributed import all_reduce_sum
+from minc_lightning.arguments import check, interval, one_of, optional, positive, positive_int
 
 
 def normalize_rows(x: Tensor, mu: float | None) -> Tensor:
@@ -38,8 +38,8 @@ class MINCLoss(nn.Module):
     Args:
         dim: embedding width d.
         alpha: EMA rate of Λ in (0, 1]. With 1, full Λ, no ``mu`` and same-batch targets, the
-            gradient in p is that of the SCL batch estimate whose pair term keeps i = j (SPEC 2,
-            item 5); not the i ≠ j estimate of ``SpectralContrastiveLoss``.
+            gradient in p is that of the SCL batch estimate whose pair term keeps i = j
+            (docs/method.md §2, item 5); not the i ≠ j estimate of ``SpectralContrastiveLoss``.
         triangular: tril(Λ) (ordered, decorrelated dimensions) or Λ (a rotation of them).
         moment_source: "target" (the slow network: a steadier estimate) or "online" (``sg(p)``).
         mu: squared row norm after normalisation; ``None`` disables it (risking divergence).

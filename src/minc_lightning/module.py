@@ -1,4 +1,4 @@
-"""MINCModule: BYOL-style online/target networks trained with the MINC loss (SPEC section 3)."""
+"""MINCModule: BYOL-style online/target networks trained with the MINC loss (docs/method.md §4)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
-from minc_lightning.backbones import ResNet
-from minc_lightning.checkpoints import ResumeRecord, incompatibility
-from minc_lightning.checks import (
+from minc_lightning._cli_build import built_by_cli
+from minc_lightning.arguments import (
     check,
     interval,
     non_negative,
@@ -27,10 +26,11 @@ from minc_lightning.checks import (
     positive_int,
     probability,
 )
-from minc_lightning.contract import infer_feature_dim, unpack_views
+from minc_lightning.backbones import ResNet
+from minc_lightning.checkpoint_io import ResumeRecord, incompatibility
+from minc_lightning.data.batch import infer_feature_dim, unpack_views
 from minc_lightning.diagnostics import effective_rank, embedding_std
-from minc_lightning.guard import NonFiniteGuard
-from minc_lightning.internals import built_by_cli
+from minc_lightning.nonfinite import NonFiniteGuard
 from minc_lightning.objectives import OBJECTIVES, LossSettings
 from minc_lightning.probe import OnlineProbe
 from minc_lightning.schedule import (
@@ -48,7 +48,7 @@ class MINCModule(LightningModule):
     Online network: backbone → projector → predictor; target: an EMA copy of backbone → projector
     without gradients, updated once per optimizer step with τ rising from ``tau_base`` to 1 by a
     cosine over the run. A linear probe on detached backbone features reports top-1/top-5.
-    Batches: ``minc_lightning.contract`` (training ``([view1, view2], labels)``, validation
+    Batches: ``minc_lightning.data.batch`` (training ``([view1, view2], labels)``, validation
     ``(images, labels)``, label -1 for unlabelled images).
 
     Args:
@@ -80,7 +80,7 @@ class MINCModule(LightningModule):
         warmup_epochs: linear warm-up length, then cosine decay; both stepped per optimizer step.
         num_classes: classes of the online linear probe; 0 disables it.
         probe_lr: learning rate of the probe (not scaled with the batch).
-        on_nonfinite: "skip" or "raise" at a non-finite loss or gradient (``guard.py``).
+        on_nonfinite: "skip" or "raise" at a non-finite loss or gradient (``nonfinite.py``).
     """
 
     def __init__(
@@ -134,12 +134,13 @@ class MINCModule(LightningModule):
     # --- the method ------------------------------------------------------------------------
     def tau(self, step: int) -> float:
         """Target momentum after ``step`` optimizer steps: tau_base → 1 by a cosine."""
-        # lightly's schedule over total + 1 points is exactly SPEC's 1 - (1 - τ₀)(cos(πk/K) + 1)/2
+        # lightly's schedule over total + 1 points is exactly docs/method.md §4's
+        # 1 - (1 - τ₀)(cos(πk/K) + 1)/2
         return float(cosine_schedule(step, self.horizon[1] + 1, self.tau_start, 1.0))
 
     def objective_loss(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The self-supervised loss of two views (B, C, H, W), with the online backbone features
-        h (2B, F) and projections z (2B, d) it was computed from (SPEC section 3)."""
+        h (2B, F) and projections z (2B, d) it was computed from (docs/method.md §4)."""
         h = self.backbone(torch.cat([x1, x2]))  # (2B, F)
         if h.ndim != 2 or h.shape[1] != self.feature_dim:
             raise ValueError(

@@ -1,4 +1,5 @@
-"""The online linear probe: a linear classifier on detached backbone features (SPEC section 3)."""
+"""The online linear probe: a linear classifier on detached backbone features
+(docs/method.md §4)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from minc_lightning.distributed import rank, world_size
+from minc_lightning._distributed import rank, world_size
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

@@ -6,11 +6,11 @@ Training batches are ``([view1, view2], labels)`` with label -1 for unlabelled i
 * ``"loader"``: lightly's view transforms run per image in the loader workers and yield uint8;
   the hook only normalises (a float view costs four times the bytes to collate, pin and copy);
 * ``"device"``: the workers only draw the parameters, decode and (for images of varying size)
-  crop; the hook applies the rest to the whole batch (``minc_lightning.augment``).
+  crop; the hook applies the rest to the whole batch (``minc_lightning.data.augment``).
 
 Validation batches are float ``(image, label)`` under
 a deterministic eval transform (resize, centre crop, normalise). The datasets, their presets
-and readers are the table ``minc_lightning.datasets.DATASETS``.
+and readers are the table ``minc_lightning.data.DATASETS``.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from minc_lightning.augment import DeviceViews, LoaderViews, ViewRecipe, augment_batch
-from minc_lightning.checks import check, non_negative_int, one_of, optional, positive_int
-from minc_lightning.datasets import DATASETS, PRESETS, Preset, Source
-from minc_lightning.sampling import ResumableLoader, SeededDataset, SeededSampler
+from minc_lightning.arguments import check, non_negative_int, one_of, optional, positive_int
+from minc_lightning.data.augment import DeviceViews, LoaderViews, ViewRecipe, augment_batch
+from minc_lightning.data.presets import DATASETS, PRESETS, Preset, Source
+from minc_lightning.data.sampling import ResumableLoader, SeededDataset, SeededSampler
 
 __all__ = [
     "DATASETS",
@@ -109,7 +109,7 @@ class MINCDataModule(LightningDataModule):
     """Two-view training data and a deterministic validation split.
 
     Args:
-        dataset: a key of ``minc_lightning.datasets.DATASETS``: imagenet, imagenet100, cifar10,
+        dataset: a key of ``minc_lightning.data.DATASETS``: imagenet, imagenet100, cifar10,
             cifar100, stl10, fashion_mnist or folder.
         root: where the data lives (ImageNet: ``root/{train,val}/<wnid>/*.JPEG``; folder:
             ``root/train/<class>/*`` and optionally ``root/val/<class>/*``, or ``root/<class>/*``).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from minc_lightning.evaluate import knn_accuracy, split_features
+from minc_lightning.scoring import knn_accuracy, split_features
 
 
 class OnlineKNN(Callback):
@@ -13,7 +13,7 @@ class OnlineKNN(Callback):
     under the deterministic eval transform, logged as ``val/knn_top1``: the same features and
     the same kNN code as ``minc-lightning-eval knn``, so the two agree on a checkpoint.
 
-    Off by default (``--trainer.callbacks+=minc_lightning.monitor.OnlineKNN``). Its cost: one
+    Off by default (``--trainer.callbacks+=minc_lightning.callbacks.knn.OnlineKNN``). Its cost: one
     forward pass over both splits per evaluation, and the bank in host memory, N_train × F
     float32 (ImageNet with a ResNet-50: 1.28M × 2048 × 4 B ≈ 10.5 GB; a training subset,
     ``data.train_subset``, shrinks it). Every process computes it alike. Needs

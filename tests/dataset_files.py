@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from minc_lightning.datasets import imagenet100_classes
+from minc_lightning.data.presets import imagenet100_classes
 
 
 def rng(seed: int = 0) -> np.random.Generator:

@@ -33,7 +33,7 @@ from lightly.transforms import ToTensor as LightlyToTensor
 from PIL import Image
 from torch import Tensor
 
-from minc_lightning.datasets import to_rgb
+from minc_lightning.data.images import to_rgb
 
 __all__ = ["DeviceViews", "LoaderViews", "ViewRecipe", "augment_batch", "draw_params"]
 

@@ -1,0 +1,19 @@
+"""Callbacks a config can add (``--trainer.callbacks+=minc_lightning.callbacks.OnlineKNN``) and
+those the ``minc-lightning`` command installs itself: the resumable checkpoint, the line
+progress for log files, Λ's pictures and the run summary."""
+
+from minc_lightning.callbacks.checkpoint import ResumableCheckpoint
+from minc_lightning.callbacks.knn import OnlineKNN
+from minc_lightning.callbacks.lambda_pictures import LambdaPictures
+from minc_lightning.callbacks.progress import LineProgress
+from minc_lightning.callbacks.speed import FastPaths
+from minc_lightning.callbacks.summary import RunSummary
+
+__all__ = [
+    "FastPaths",
+    "LambdaPictures",
+    "LineProgress",
+    "OnlineKNN",
+    "ResumableCheckpoint",
+    "RunSummary",
+]

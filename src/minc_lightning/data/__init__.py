@@ -1,0 +1,25 @@
+"""The data path: the dataset table and its on-disk readers, image decoding, the two-view
+recipes with their device-side augmentation, the seeded resumable sampler, the batch format,
+and ``MINCDataModule``, which puts them together."""
+
+from minc_lightning.data.batch import unpack_views
+from minc_lightning.data.module import (
+    MINCDataModule,
+    default_augmentation,
+    default_views,
+    uint8_output,
+)
+from minc_lightning.data.presets import DATASETS, PRESETS, DatasetEntry, Preset, Source
+
+__all__ = [
+    "DATASETS",
+    "PRESETS",
+    "DatasetEntry",
+    "MINCDataModule",
+    "Preset",
+    "Source",
+    "default_augmentation",
+    "default_views",
+    "unpack_views",
+    "uint8_output",
+]

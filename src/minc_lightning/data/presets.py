@@ -1,0 +1,200 @@
+"""The dataset table: one ``DatasetEntry`` per name a config gives as ``data.dataset``, with its
+augmentation preset and its reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from minc_lightning.data.formats import ArrayDataset, read_cifar, read_fashion_mnist, read_stl10
+from minc_lightning.data.images import CheckedImageFolder, class_folders
+
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+Split = Literal["train", "val"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A dataset's augmentation defaults, following the field's practice."""
+
+    image_size: int
+    eval_resize: int  # resize before the centre crop of the eval transform
+    min_scale: float = 0.08
+    cj_strength: float = 1.0
+    gaussian_blur: tuple[float, float] = (1.0, 0.1)  # (view 1, view 2), BYOL
+    solarization_prob: tuple[float, float] = (0.0, 0.2)
+    stats: tuple[tuple[float, ...], tuple[float, ...]] = IMAGENET_STATS
+    num_classes: int = 0
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a reader finds a dataset, and what it may do about missing or unreadable files."""
+
+    root: Path | None
+    download: bool = True
+    on_corrupt: Literal["raise", "skip"] = "raise"
+
+
+Reader = Callable[[Source, Split, Callable | None], Dataset | None]
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One dataset: its preset, its reader (None for a split it does not have), whether it needs
+    ``root``, for image folders the class names of the training split (the label order), and
+    whether its images differ in size."""
+
+    preset: Preset
+    read: Reader
+    needs_root: bool = False
+    classes: Callable[[Source], list[str]] | None = None
+    varied_sizes: bool = False  # images of many sizes (folders): crop them in the loader
+
+
+def imagenet100_classes() -> list[str]:
+    """The 100 WordNet ids of ImageNet-100 (CMC, Tian et al. 2020), shipped with the package."""
+    text = resources.files("minc_lightning.data").joinpath("imagenet100.txt").read_text()
+    return [line for line in text.split() if line.startswith("n")]
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """Reader of an array dataset: ``read(src, split)`` gives (images, labels) as uint8 arrays."""
+
+    read: Callable[[Source, Split], tuple[np.ndarray, np.ndarray]]
+
+    def __call__(self, src: Source, split: Split, transform: Callable | None) -> Dataset:
+        return ArrayDataset(*self.read(src, split), transform)
+
+
+def cifar(name: Literal["cifar10", "cifar100"]) -> Callable[[Source, Split], Any]:
+    def read(src: Source, split: Split):
+        return read_cifar(src.root or Path("data"), name, split == "train", src.download)
+
+    return read
+
+
+def stl10(src: Source, split: Split):
+    parts = "train+unlabeled" if split == "train" else "test"
+    return read_stl10(src.root or Path("data"), parts, src.download)
+
+
+def fashion_mnist(src: Source, split: Split):
+    return read_fashion_mnist(src.root, split == "train", src.download)
+
+
+def train_dir(src: Source) -> Path:
+    """An image folder's training split: root/train, or root itself (root/<class>/<image>)."""
+    return src.root / "train" if (src.root / "train").is_dir() else src.root
+
+
+def folder_classes(src: Source) -> list[str]:
+    try:
+        return class_folders(train_dir(src))
+    except FileNotFoundError:
+        return []
+
+
+@dataclass(frozen=True)
+class ImageFolders:
+    """Reader of an image-folder dataset, root/train/<class>/<image> and root/val/<class>/<image>;
+    validation takes the training split's labels.
+
+    Args:
+        classes: a fixed set of class names (ImageNet-100's), else the training folders'.
+        unknown_in_val: what a validation class outside the training classes does.
+        val_required: without root/val, an error (ImageNet) or root/<class>/<image> as a
+            training split only (any folder).
+    """
+
+    classes: Callable[[Source], list[str]] | None = None
+    unknown_in_val: Literal["error", "ignore"] = "error"
+    val_required: bool = True
+
+    def __call__(self, src: Source, split: Split, transform: Callable | None) -> Dataset | None:
+        folder = src.root / split
+        if not folder.is_dir():
+            if not self.val_required:
+                train = CheckedImageFolder(src.root, transform, on_corrupt=src.on_corrupt)
+                return train if split == "train" else None
+            raise FileNotFoundError(
+                f"{folder} does not exist. Expected layout: root/train/<wnid>/<image> and "
+                "root/val/<wnid>/<image> (ILSVRC-2012: sort the validation images into their "
+                "wnid folders with the devkit's ground truth). ImageNet is at https://image-net.org."
+            )
+        names = sorted(self.classes(src)) if self.classes is not None else None
+        if split == "train":
+            return CheckedImageFolder(folder, transform, names, src.on_corrupt)
+        return CheckedImageFolder(
+            folder,
+            transform,
+            names if names is not None else folder_classes(src),
+            src.on_corrupt,
+            require_all=False,
+            unknown=self.unknown_in_val,
+        )
+
+
+NO_BLUR = (0.0, 0.0)
+DATASETS: dict[str, DatasetEntry] = {
+    # BYOL's ImageNet recipe: 224 px crops, asymmetric blur and solarisation.
+    "imagenet": DatasetEntry(
+        preset=Preset(image_size=224, eval_resize=256, num_classes=1000),
+        read=ImageFolders(unknown_in_val="error"),
+        needs_root=True,
+        varied_sizes=True,
+    ),
+    "imagenet100": DatasetEntry(
+        preset=Preset(image_size=224, eval_resize=256, num_classes=100),
+        read=ImageFolders(classes=lambda src: imagenet100_classes(), unknown_in_val="ignore"),
+        needs_root=True,
+        varied_sizes=True,
+    ),
+    # 32 px, no blur (blurring a 32 px image destroys it), as solo-learn and lightly do.
+    "cifar10": DatasetEntry(
+        preset=Preset(
+            image_size=32, eval_resize=32, gaussian_blur=NO_BLUR, stats=CIFAR_STATS, num_classes=10
+        ),
+        read=Arrays(cifar("cifar10")),
+    ),
+    "cifar100": DatasetEntry(
+        preset=Preset(
+            image_size=32, eval_resize=32, gaussian_blur=NO_BLUR, stats=CIFAR_STATS, num_classes=100
+        ),
+        read=Arrays(cifar("cifar100")),
+    ),
+    "stl10": DatasetEntry(
+        preset=Preset(image_size=96, eval_resize=96, num_classes=10), read=Arrays(stl10)
+    ),
+    # 28 px grayscale: no blur, milder crops and jitter (only brightness/contrast act on gray).
+    "fashion_mnist": DatasetEntry(
+        preset=Preset(
+            image_size=28,
+            eval_resize=28,
+            min_scale=0.2,
+            cj_strength=0.5,
+            gaussian_blur=NO_BLUR,
+            stats=((0.2860,) * 3, (0.3530,) * 3),
+            num_classes=10,
+        ),
+        read=Arrays(fashion_mnist),
+    ),
+    # any root/train/<class>/<image> (+ root/val/<class>/<image>) or root/<class>/<image> tree
+    "folder": DatasetEntry(
+        preset=Preset(image_size=224, eval_resize=256),
+        read=ImageFolders(val_required=False),
+        needs_root=True,
+        classes=folder_classes,
+        varied_sizes=True,
+    ),
+}
+PRESETS: dict[str, Preset] = {name: entry.preset for name, entry in DATASETS.items()}
