@@ -144,3 +144,14 @@ def test_pixels_baseline_scores_the_eval_images_themselves(trained):
     xte, yte = scoring.extract_features(scoring.Pixels(), dm.eval_dataloader("val"), cpu)
     assert xtr.shape[1] == 28 * 28
     assert result == scoring.knn_accuracy(xtr, ytr, xte, yte, 10, k=5)
+
+
+def test_scoring_leaves_the_callers_random_state_as_it_was():
+    """The linear classifier is seeded for repeatable scores, without reseeding the caller."""
+    x, y = torch.randn(40, 6), torch.arange(40) % 4
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = scoring.linear_accuracy(x, y, x, y, 4, epochs=2)
+    assert torch.equal(torch.rand(3), expected)
+    assert scoring.linear_accuracy(x, y, x, y, 4, epochs=2) == first  # and repeatable

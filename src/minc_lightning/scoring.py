@@ -77,20 +77,21 @@ def linear_accuracy(
     seed: int = 0,
 ) -> dict[str, float]:
     """A linear classifier trained on frozen (standardised) features with SGD + cosine decay."""
-    torch.manual_seed(seed)
-    mean, std = train_feats.mean(0), train_feats.std(0).clamp_min(1e-6)
-    xtr, xte = (train_feats - mean) / std, (test_feats - mean) / std
-    head = nn.Linear(xtr.shape[1], num_classes)
-    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
-    steps = epochs * math.ceil(len(xtr) / batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for _ in tqdm(range(epochs), desc="linear", leave=False):
-        for idx in torch.randperm(len(xtr)).split(batch_size):
-            loss = F.cross_entropy(head(xtr[idx]), train_labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+    with torch.random.fork_rng(devices=[]):  # seeded here; the caller's state is kept
+        torch.manual_seed(seed)
+        mean, std = train_feats.mean(0), train_feats.std(0).clamp_min(1e-6)
+        xtr, xte = (train_feats - mean) / std, (test_feats - mean) / std
+        head = nn.Linear(xtr.shape[1], num_classes)
+        opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
+        steps = epochs * math.ceil(len(xtr) / batch_size)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+        for _ in tqdm(range(epochs), desc="linear", leave=False):
+            for idx in torch.randperm(len(xtr)).split(batch_size):
+                loss = F.cross_entropy(head(xtr[idx]), train_labels[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
     with torch.no_grad():
         ranked = head(xte).argsort(dim=1, descending=True)
     return {
