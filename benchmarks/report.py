@@ -797,6 +797,26 @@ def claims_context(verdicts: list[Verdict]) -> dict | None:
     return {"rows": "\n".join(rows)} if rows else None
 
 
+README = ROOT / "README.md"
+CLAIMS_BLOCK = re.compile(r"(<!-- claims:start -->\n).*?(<!-- claims:end -->)", re.S)
+
+
+def readme_claims(verdicts: list[Verdict]) -> str:
+    """The README's Evidence table: every claim of the claims table with its verdict, as
+    docs/results.md judges it (the numbers are there)."""
+    rows = [[v.claim.table, v.evidence, f"**{v.verdict}**"] for v in verdicts if v.in_table]
+    return table(["claim", "evidence", "verdict"], "lll", rows) + "\n"
+
+
+def write_readme_claims(verdicts: list[Verdict], readme: Path = README) -> None:
+    """Replace the README's generated block (between its two ``claims`` markers)."""
+    text = readme.read_text()
+    if not CLAIMS_BLOCK.search(text):
+        raise SystemExit(f"{readme} has no <!-- claims:start --> ... <!-- claims:end --> block")
+    new = CLAIMS_BLOCK.sub(lambda m: m.group(1) + readme_claims(verdicts) + m.group(2), text)
+    readme.write_text(new)
+
+
 def write_report(
     store: dict,
     docs: Path,
@@ -805,7 +825,9 @@ def write_report(
     comparisons: dict | None = None,
     lambdas: dict | None = None,
     tuned: dict | None = None,
+    readme: Path | None = None,
 ) -> None:
+    """docs/results.md and its plots into ``docs``; with ``readme``, its claims block too."""
     docs.mkdir(parents=True, exist_ok=True)
     ev = Evidence(
         store,
@@ -844,6 +866,9 @@ def write_report(
     text = "\n".join(page[name].substitute(ctx) for name, ctx in filled if ctx is not None)
     (docs / "results.md").write_text(text + "\n")
     print(f"wrote {docs / 'results.md'}")
+    if readme is not None:
+        write_readme_claims(verdicts, readme)
+        print(f"wrote the claims block of {readme}")
 
 
 def load(path: Path) -> dict:
@@ -862,6 +887,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--docs", type=Path, default=ROOT / "docs")
+    p.add_argument("--readme", type=Path, default=README, help="whose claims block to rewrite")
     a = p.parse_args()
     write_report(
         load(a.data / "runs.json"),
@@ -871,4 +897,5 @@ if __name__ == "__main__":
         load_named("objectives", a.data),
         load_named("lambda", a.data),
         load_named("tuned", a.data),
+        a.readme,
     )

@@ -480,20 +480,22 @@ def test_the_curve_records_where_lambda_stands(tmp_path, monkeypatch):
 
 
 def test_results_page_is_what_the_report_makes_of_the_committed_data(tmp_path):
-    """docs/results.md is regenerated, never edited: the committed page equals report.py's page
-    for the committed data in docs/data (apart from the torch version it was drawn with)."""
+    """docs/results.md and the README's claims table are regenerated, never edited: the committed
+    ones equal report.py's for the committed data in docs/data (apart from the torch version the
+    page was drawn with)."""
     data = Path(__file__).parents[1] / "docs" / "data"
-    report.write_report(
-        report.load(data / "runs.json"),
-        tmp_path,
-        report.load(data / "spectral_exact.json") or None,
-        *(report.load_named(kind, data) for kind in ("recipe", "objectives", "lambda")),
-    )
+    kinds = ("recipe", "objectives", "lambda", "tuned")
+    store, exact = report.load(data / "runs.json"), report.load(data / "spectral_exact.json")
+    named = [report.load_named(kind, data) for kind in kinds]
+    report.write_report(store, tmp_path, exact or None, *named)
     torch_line = re.compile(r"torch \S+\.$", re.M)
-    committed = (data.parent / "results.md").read_text()
-    assert torch_line.sub("", (tmp_path / "results.md").read_text()) == torch_line.sub(
-        "", committed
-    )
+    ours = torch_line.sub("", (tmp_path / "results.md").read_text())
+    assert ours == torch_line.sub("", (data.parent / "results.md").read_text())
+    verdicts = claims.judge_all(claims.Evidence(store, exact or None, *named))
+    block = report.CLAIMS_BLOCK.search((data.parents[1] / "README.md").read_text())
+    assert block is not None, "README.md has lost its claims block"
+    inside = block.group(0).split("\n", 1)[1].rsplit("\n", 1)[0] + "\n"
+    assert inside == report.readme_claims(verdicts), "run python benchmarks/report.py"
 
 
 def invented_sensitivity(finals: dict[int, dict[float, list[float]]], predicted: dict) -> dict:
