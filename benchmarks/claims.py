@@ -111,6 +111,13 @@ TUNED = "lr per objective"
 
 # --- how each claim is judged -------------------------------------------------------------------
 def pm(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
+    """Mean ± sd of ``values`` × ``scale``; diverged runs (−∞) are counted, not averaged."""
+    failed = sum(math.isinf(v) and v < 0 for v in values)
+    if failed:
+        rest = [v for v in values if not math.isinf(v)]
+        return f"div ({failed}/{len(values)})" + (
+            f", others {pm(rest, scale, digits)}" if rest else ""
+        )
     a = scale * np.asarray(values, dtype=float)
     sd = a.std(ddof=1) if len(a) > 1 else 0.0
     return f"{a.mean():.{digits}f} ± {sd:.{digits}f}"

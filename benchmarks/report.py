@@ -273,16 +273,28 @@ def one_setting_context(exact: dict, verdicts: list[Verdict], docs: Path) -> dic
     for (o, label), color in zip(EXACT_OBJECTIVES.items(), ("C0", "C1", "C2"), strict=True):
         for numbers, style, what in ((n, "-", "one setting"), (per_cell, ":", "lr per cell")):
             vals = [np.asarray(numbers["final"][(o, b)]) for b in batches]
+            finished = [v[np.isfinite(v)] for v in vals]  # diverged runs are marked, not drawn
             ax.errorbar(
                 batches,
-                [v.mean() for v in vals],
-                yerr=[v.std() for v in vals],
+                [f.mean() if len(f) else np.nan for f in finished],
+                yerr=[f.std() if len(f) else np.nan for f in finished],
                 ls=style,
                 marker="o",
                 capsize=3,
                 color=color,
                 label=f"{label}, {what}",
             )
+            for b, v, f in zip(batches, vals, finished, strict=True):
+                if len(f) < len(v):
+                    y = f.mean() if len(f) else ax.get_ylim()[0]
+                    ax.annotate(
+                        f"{len(v) - len(f)}/{len(v)} diverged",
+                        (b, y),
+                        fontsize=7,
+                        color=color,
+                        xytext=(4, -10),
+                        textcoords="offset points",
+                    )
     ax.set(
         xscale="log",
         xlabel="batch size",

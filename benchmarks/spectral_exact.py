@@ -23,7 +23,8 @@ so J, its optimum J* = Σ_{i≤k} max(λ_i, 0)² and the optimal eigenfunctions 
 * learning rate: per objective and batch size, the base lr of one shared grid with the best
   mean final J/J* over separate selection seeds; the reported seeds are fresh.
 
-    python benchmarks/spectral_exact.py          # about 10 minutes on 2 CPU cores
+    python benchmarks/spectral_exact.py          # 627 runs: 63.7 minutes on the 2-core machine
+                                                 # while two other benchmarks shared it
     python benchmarks/spectral_exact.py --quick  # a smoke run in seconds
 
 Writes ``docs/data/spectral_exact.json`` (the raw results) and rewrites ``docs/results.md``

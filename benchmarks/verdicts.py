@@ -35,7 +35,13 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 def difference(a: list[float], b: list[float]) -> Difference:
     """The 2-SE rule: "ahead" when a's mean exceeds b's by more than two standard errors of the
-    difference, "behind" the other way, else "tie" (always a tie for two single numbers)."""
+    difference, "behind" the other way, else "tie" (always a tie for two single numbers). A
+    run that diverged counts −∞ (it reached nothing): a group holding one is behind a group
+    without, and two such groups tie."""
+    failed_a, failed_b = (any(math.isinf(v) and v < 0 for v in g) for g in (a, b))
+    if failed_a or failed_b:
+        result = "tie" if failed_a == failed_b else "behind" if failed_a else "ahead"
+        return Difference(-math.inf if failed_a else math.inf, math.nan, result)
     (ma, sa), (mb, sb) = mean_se(a), mean_se(b)
     margin = 2 * math.hypot(sa, sb)
     value = ma - mb

@@ -554,3 +554,11 @@ def test_tuned_comparison_leaves_the_selection_seed_out_of_every_verdict(tmp_pat
     assert "| spectral | 64 | 50.00 | **99.00** |" in page  # the selection seed chose lr 2
     assert "the table holds seeds 0, 1, 2" in page
     assert (tmp_path / "tuned_toy.png").is_file()
+
+
+def test_a_diverged_run_loses_to_any_finished_one():
+    finished, diverged = [0.90, 0.91, 0.92], [0.99, float("-inf"), 0.99]
+    assert verdicts.compare(finished, diverged) == "ahead"
+    assert verdicts.compare(diverged, finished) == "behind"
+    assert verdicts.compare(diverged, diverged) == "tie"
+    assert claims.pm(diverged, 1, 2) == "div (1/3), others 0.99 ± 0.00"
