@@ -37,26 +37,16 @@ Network = Literal["online", "target"]
 def model_from_checkpoint(
     path: str | Path, backbone: nn.Module | None = None, ckpt: dict | None = None
 ) -> MINCModule:
-    """Rebuild MINCModule from a checkpoint (its saved config, or ``backbone`` when the module was
-    built in Python) with a clear error when the weights do not fit that config. ``ckpt``: the
-    checkpoint already loaded from ``path``."""
+    """MINCModule as a checkpoint saved it, through Lightning's ``load_from_checkpoint`` (which
+    rebuilds a CLI run's backbone from its saved config); ``backbone`` for a module built in
+    Python, whose backbone object was not saved. Weights that do not fit the rebuilt module
+    are an error that lists the differences. ``ckpt``: the checkpoint already loaded."""
     ckpt = load_checkpoint(path) if ckpt is None else ckpt
-    hparams = dict(ckpt["hyper_parameters"])
-    hparams.pop("_instantiator", None)
-    hparams.pop("_class_path", None)
-    if backbone is not None:
-        hparams["backbone"] = backbone
-    elif isinstance(hparams.get("backbone"), dict):
-        from jsonargparse import ArgumentParser
-
-        parser = ArgumentParser()
-        parser.add_argument("--backbone", type=nn.Module)
-        cfg = parser.parse_object({"backbone": hparams["backbone"]})
-        hparams["backbone"] = parser.instantiate_classes(cfg).backbone
-    model = MINCModule(**hparams)
+    given = {"backbone": backbone} if backbone is not None else {}
+    # strict=False: a mismatch is reported below, naming the keys and shapes, not Lightning's
+    model = MINCModule.load_from_checkpoint(path, map_location="cpu", strict=False, **given)
     if error := incompatibility(model.state_dict(), ckpt["state_dict"]):
         raise ValueError(f"{path}: {error}")
-    model.load_state_dict(ckpt["state_dict"])
     return model
 
 
