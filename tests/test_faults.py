@@ -182,6 +182,7 @@ def test_non_finite_batch_stops_with_the_step_named():
     assert_same(snaps.before, snaps.after)
 
 
+@pytest.mark.slow  # hundreds of training steps
 def test_bf16_mixed_hundreds_of_steps_on_real_data():
     from minc_lightning.data.formats import find_fashion_mnist
 

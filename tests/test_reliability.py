@@ -175,7 +175,7 @@ def test_data_module_refuses_bad_values_naming_the_key(key, value):
         (linear, "lr", -0.1),
         (linear, "num_workers", -1),
     ],
-    ids=str,
+    ids=lambda v: getattr(v, "__name__", str(v)),  # the same ids in every pytest worker
 )
 def test_eval_commands_refuse_bad_values_naming_the_key(command, key, value):
     with pytest.raises(ValueError, match=rf"minc-lightning-eval \w+: {key} must be"):

@@ -53,6 +53,7 @@ def other_filesystem(tmp_path):
         subprocess.run(["umount", str(folder)], check=False)
 
 
+@pytest.mark.slow  # a process killed mid-write
 def test_kill_during_a_checkpoint_write_on_another_filesystem_keeps_the_previous(
     other_filesystem,
 ):
