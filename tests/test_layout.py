@@ -48,6 +48,23 @@ def test_an_old_path_gives_the_new_object_and_names_the_new_path(old, name, new)
         module.nothing  # noqa: B018
 
 
+def test_a_config_names_a_callback_by_its_short_path(tmp_path):
+    """What the README and architecture.md write: minc_lightning.callbacks.<Name>."""
+    write_fashion_mnist(tmp_path / "data", n_train=8, n_test=4)
+    config = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
+    cli = run_cli(
+        [
+            f"--config={config}",
+            f"--data.root={tmp_path / 'data'}",
+            "--trainer.callbacks+=minc_lightning.callbacks.OnlineKNN",
+            "--trainer.callbacks+=minc_lightning.callbacks.FastPaths",
+        ],
+        run=False,
+    )
+    kinds = {type(c).__name__ for c in cli.trainer.callbacks}
+    assert {"OnlineKNN", "FastPaths"} <= kinds
+
+
 def test_only_the_old_paths_are_redirected():
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("minc_lightning.no_such_module")
