@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-from rows import SHORT, Row, accuracy_rows, budget, exact_rows, sweep_rows, values
+from rows import SHORT, Row, accuracy_rows, budget, exact_rows, reached, sweep_rows, values
 from verdicts import (
     FAILS,
     HOLDS,
@@ -145,6 +145,15 @@ def judge_exact(rows: list[Row]) -> dict[str, Judged]:
     }
 
 
+def finals_by_rate(runs: list[dict], batch: int) -> dict[float, list[float]]:
+    """The sensitivity grid at one batch: per-step rate → final J/J* of each seed."""
+    finals: dict[float, list[float]] = defaultdict(list)
+    for r in runs:
+        if r["batch"] == batch:
+            finals[r["alpha"]].append(reached(r))
+    return dict(finals)
+
+
 def judge_prediction(sensitivity: dict) -> tuple[Judged, dict[int, dict]]:
     """Per batch, the grid rate nearest (in log) the rule's prediction against the grid rate
     with the best mean final J/J*, by the 2-SE rule: the nearest "behind" the best at any batch
@@ -152,10 +161,7 @@ def judge_prediction(sensitivity: dict) -> tuple[Judged, dict[int, dict]]:
     per: dict[int, dict] = {}
     for b_text, predicted in sensitivity["predicted"].items():
         b = int(b_text)
-        finals: dict[float, list[float]] = defaultdict(list)
-        for r in sensitivity["runs"]:
-            if r["batch"] == b:
-                finals[r["alpha"]].append(r["final"] if r["diverged_at"] is None else -math.inf)
+        finals = finals_by_rate(sensitivity["runs"], b)
         best = max(finals, key=lambda a: np.mean(finals[a]))
         nearest = min(finals, key=lambda a: abs(math.log(a / predicted)))
         outcome = (

@@ -30,6 +30,7 @@ from claims import (  # noqa: E402
     Evidence,
     Verdict,
     baselines,
+    finals_by_rate,
     find,
     judge_all,
     judge_prediction,
@@ -182,13 +183,7 @@ def grid_table(exact: dict) -> str:
     rows = []
     for o, label in EXACT_OBJECTIVES.items():
         for b in cfg["batches"]:
-            cells_ = []
-            for lr in cfg["lrs"]:
-                runs = groups[(o, b, lr)]
-                div = sum(r["diverged_at"] is not None for r in runs)
-                ok = [r["final"] for r in runs if r["diverged_at"] is None]
-                cells_.append(f"{np.mean(ok):.3f}" if not div else f"div ({div}/{len(runs)})")
-            rows.append([label, str(b), *cells_])
+            rows.append([label, str(b), *(cell(groups[(o, b, lr)]) for lr in cfg["lrs"])])
     return table(
         ["objective", "batch", *(f"{lr:g}" for lr in cfg["lrs"])],
         "lr" + "r" * len(cfg["lrs"]),
@@ -257,17 +252,13 @@ def one_setting_context(exact: dict, verdicts: list[Verdict], docs: Path) -> dic
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in part["tuning"]:
         groups[(r["objective"], r["base_lr"], r["alpha_per_256"])].append(r)
-    grid = []
-    for (o, lr, a), runs in sorted(
-        groups.items(),
-        key=lambda kv: (list(EXACT_OBJECTIVES).index(kv[0][0]), kv[0][2] or 0, kv[0][1]),
-    ):
-        grid.append([EXACT_OBJECTIVES[o], "–" if a is None else f"{a:g}", f"{lr:g}", cell(runs)])
-    by_row: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
-    for label, a, lr, value in grid:
-        by_row[(label, a)][lr] = value
     lrs = [f"{lr:g}" for lr in cfg["lrs"]]
-    grid_rows = [[label, a, *(row.get(lr, "") for lr in lrs)] for (label, a), row in by_row.items()]
+    grid_rows = [
+        [label, "–" if a is None else f"{a:g}"]
+        + [cell(groups[(o, lr, a)]) if groups[(o, lr, a)] else "" for lr in cfg["lrs"]]
+        for o, label in EXACT_OBJECTIVES.items()
+        for a in (cfg["alphas"] if o != "scl" else [None])
+    ]
     fig, ax = plt.subplots(figsize=(6, 3.8))
     per_cell = exact_numbers(exact_rows(exact["runs"]))
     for (o, label), color in zip(EXACT_OBJECTIVES.items(), ("C0", "C1", "C2"), strict=True):
@@ -332,11 +323,7 @@ def sensitivity_context(exact: dict, verdicts: list[Verdict], docs: Path) -> dic
     part, cfg = exact["sensitivity"], exact["config"]
     _, per = judge_prediction(part)
     rates = sorted({r["alpha"] for r in part["runs"]})
-    finals: dict[tuple[int, float], list[float]] = defaultdict(list)
-    for r in part["runs"]:
-        finals[(r["batch"], r["alpha"])].append(
-            r["final"] if r["diverged_at"] is None else -math.inf
-        )
+    finals = {(b, a): v for b in per for a, v in finals_by_rate(part["runs"], b).items()}
     body = []
     for rate in rates:
         row = [f"{rate:g}"]
@@ -357,13 +344,8 @@ def sensitivity_context(exact: dict, verdicts: list[Verdict], docs: Path) -> dic
         ylabel="final J/J*",
         title="dashed: the rule's prediction from batch " + str(exact["one_setting"]["batch"]),
     )
-    ax.set_ylim(
-        bottom=max(
-            0.0,
-            min(np.nanmin([np.mean(f) for f in finals.values() if np.isfinite(np.mean(f))]), 1)
-            - 0.05,
-        )
-    )
+    reached_means = [np.mean(f) for f in finals.values() if np.isfinite(np.mean(f))]
+    ax.set_ylim(bottom=max(0.0, min(min(reached_means), 1) - 0.05))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     header = ["per-step rate", *(f"batch {b} (rule: {v['predicted']:.3g})" for b, v in per.items())]

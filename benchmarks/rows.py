@@ -22,6 +22,11 @@ def budget(name: str) -> str:
     return f"Fashion-MNIST, `{name}.yaml` budget"
 
 
+def reached(run: dict) -> float:
+    """An exact run's final J/J*; −∞ for one that diverged (it reached nothing)."""
+    return run["final"] if run["diverged_at"] is None else float("-inf")
+
+
 def exact_rows(runs: list[dict], source: str = "exact objective") -> list[Row]:
     """spectral_exact.py's runs: a diverged run's final J/J* is −∞ (it reached nothing) and it
     has no alignment or angle."""
@@ -33,7 +38,7 @@ def exact_rows(runs: list[dict], source: str = "exact objective") -> list[Row]:
             "batch": r["batch"],
             "seed": r["seed"],
         }
-        row["final"] = r["final"] if r["diverged_at"] is None else float("-inf")
+        row["final"] = reached(r)
         if r["alignment"]:
             row |= {"align": float(np.mean(r["alignment"])), "angle": max(r["angles"])}
         rows.append(row)
