@@ -176,13 +176,13 @@ def gradient_variance(
         for _ in range(5):
             (x1, x2), _ = next(loader)
             with torch.no_grad():
-                model.objective_loss(x1, x2)  # training mode: one EMA step of Λ (from t)
+                model.objective_loss([x1, x2])  # training mode: one EMA step of Λ (from t)
         model.criterion.eval()
     grads = []
     for _ in range(repeats):
         (x1, x2), _ = next(loader)
         model.zero_grad()
-        loss = model.objective_loss(x1, x2)[0]
+        loss = model.objective_loss([x1, x2])[0]
         loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in params]))
     g = torch.stack(grads)

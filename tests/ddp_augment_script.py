@@ -1,7 +1,7 @@
 """Two gloo processes train one step on Fashion-MNIST files with ``augment_on="device"``; each
 saves the augmentation parameters of its first batch (one file per process).
 
-    python tests/ddp_augment_script.py DATA_DIR OUT_DIR
+    python tests/ddp_augment_script.py DATA_DIR OUT_DIR [LOCAL_VIEWS]
 """
 
 import sys
@@ -23,11 +23,18 @@ class Recording(MINCDataModule):
 
 
 def main() -> None:
+    local_views = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     data = Recording(
-        "fashion_mnist", sys.argv[1], batch_size=4, num_workers=0, augment_on="device", val_subset=4
+        "fashion_mnist",
+        sys.argv[1],
+        batch_size=4,
+        num_workers=0,
+        augment_on="device",
+        val_subset=4,
+        local_views=local_views,
     )
     fit = trainer(devices=2, strategy="ddp", max_steps=1, limit_val_batches=0)
-    fit.fit(tiny_module(batch_size=4, num_classes=10), data)
+    fit.fit(tiny_module(batch_size=4, num_classes=10, local_views=local_views), data)
 
 
 if __name__ == "__main__":

@@ -51,14 +51,26 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "augment_on, workers", [("loader", 0), ("device", 0), ("loader", 2), ("device", 2)]
+    "augment_on, workers, local_views",
+    [
+        ("loader", 0, 0),
+        ("device", 0, 0),
+        ("loader", 2, 0),
+        ("device", 2, 0),
+        ("loader", 2, 2),  # multi-crop: two local views
+        ("device", 2, 2),
+    ],
 )
-def test_sigkill_mid_epoch_then_resume_is_bit_exact(tmp_path, augment_on, workers):
+def test_sigkill_mid_epoch_then_resume_is_bit_exact(tmp_path, augment_on, workers, local_views):
     write_fashion_mnist(tmp_path / "data", n_train=64, n_test=8)  # 8 batches per epoch
     data = tmp_path / "data"
 
     def fit(run_dir: Path, *extra: str) -> list[str]:
-        options = [f"--data.augment_on={augment_on}", f"--data.num_workers={workers}"]
+        options = [
+            f"--data.augment_on={augment_on}",
+            f"--data.num_workers={workers}",
+            f"--data.local_views={local_views}",
+        ]
         return fit_command(data, run_dir, [*options, *extra])
 
     straight = run(fit(tmp_path / "straight"), tmp_path)
@@ -85,6 +97,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_exact(tmp_path, augment_on, worker
         assert torch.equal(a["state_dict"][name], b["state_dict"][name]), name
     assert any("second_moment" in k for k in a["state_dict"])
     assert any(k.startswith("target_backbone") for k in a["state_dict"])
+    assert any(k.startswith("local_predictor") for k in a["state_dict"]) == (local_views > 0)
 
 
 def test_resumed_loader_starts_at_the_trained_position_with_workers(tmp_path):

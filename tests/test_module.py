@@ -88,7 +88,7 @@ def test_every_objective_lowers_its_own_loss(objective):
     def held_out_loss() -> float:
         model.eval()
         with torch.no_grad():
-            return model.objective_loss(x1, x2)[0].item()
+            return model.objective_loss([x1, x2])[0].item()
 
     train, _ = loaders(n=64)
     trainer(max_epochs=1).fit(model, train)  # a first Λ and target: the loss is defined
@@ -142,10 +142,13 @@ def test_unlabelled_data_trains_without_probe_signal():
         (torch.zeros(2, 3, SIZE, SIZE), torch.zeros(2)),
         ([torch.zeros(2, 3, SIZE, SIZE)], torch.zeros(2)),
         ([torch.zeros(2, 3, SIZE, SIZE), torch.zeros(3, 3, SIZE, SIZE)], torch.zeros(2)),
+        # local views of two sizes; a local view of another batch size
+        ([torch.zeros(2, 3, SIZE, SIZE)] * 2 + [torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 5, 5)],),
+        ([torch.zeros(2, 3, SIZE, SIZE)] * 2 + [torch.zeros(3, 3, 4, 4)],),
     ],
 )
 def test_bad_batch_names_the_contract(batch):
-    with pytest.raises(ValueError, match="two float tensors of shape") as err:
+    with pytest.raises(ValueError, match="two global views of one shape") as err:
         tiny_module().training_step(batch, 0)
     assert "received" in str(err.value)
 

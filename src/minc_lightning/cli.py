@@ -68,6 +68,7 @@ class MINCLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.batch_size", "model.batch_size")  # the lr scales with it
+        parser.link_arguments("data.local_views", "model.local_views")  # multi-crop's views
         parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LambdaPictures, "lambda_pictures")  # every_n_epochs
 

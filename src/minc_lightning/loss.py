@@ -91,7 +91,9 @@ class MINCLoss(nn.Module):
         self.second_moment.copy_(torch.where(finite, updated, self.second_moment))
         self.num_updates.add_(finite.long())
 
-    def forward(self, online: Tensor, target: Tensor) -> Tensor:  # (N, d), (N, d) → scalar
+    def forward(self, online: Tensor, target: Tensor, moment_rows: int | None = None) -> Tensor:
+        """(N, d), (N, d) → scalar. Λ is updated from the first ``moment_rows`` rows (None: all):
+        with multi-crop the global pairs, in which each global target appears once."""
         if online.ndim != 2 or online.shape != target.shape or online.shape[1] != self.dim:
             shapes = f"{tuple(online.shape)} and {tuple(target.shape)}"
             raise ValueError(f"MINCLoss: online, target need shape (N, {self.dim}): {shapes}")
@@ -99,5 +101,5 @@ class MINCLoss(nn.Module):
             p = normalize_rows(online.float(), self.mu)
             t = normalize_rows(target.detach().float(), self.mu)
             if self.training:
-                self.update(p, t)
+                self.update(p[:moment_rows], t[:moment_rows])
             return minc_loss(p, t, self.A)

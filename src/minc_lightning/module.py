@@ -51,6 +51,10 @@ class MINCModule(LightningModule):
     Batches: ``minc_lightning.data.batch`` (training ``([view1, view2], labels)``, validation
     ``(images, labels)``, label -1 for unlabelled images).
 
+    Multi-crop (``local_views`` > 0, training ``([global_1, global_2, local_1, ...], labels)``):
+    the target network sees the two global views only; each global view predicts the other's
+    target, each local view predicts both (docs/method.md §9).
+
     Args:
         backbone: images (B, C, H, W) → features (B, F). Default: ResNet-18. Saved in checkpoints
             when given as a config (the CLI); a Python object must be passed again on loading.
@@ -81,6 +85,10 @@ class MINCModule(LightningModule):
         num_classes: classes of the online linear probe; 0 disables it.
         probe_lr: learning rate of the probe (not scaled with the batch).
         on_nonfinite: "skip" or "raise" at a non-finite loss or gradient (``nonfinite.py``).
+        local_views: local views per image in each training batch after the two global ones
+            (multi-crop; the CLI links it to ``data.local_views``). Not for "spectral".
+        local_predictor: with local views, "separate": the local views have their own predictor
+            (MULAN, arXiv 2602.05845), "shared": one predictor for every view.
     """
 
     def __init__(
@@ -107,6 +115,8 @@ class MINCModule(LightningModule):
         num_classes: int = 0,
         probe_lr: float = 0.1,
         on_nonfinite: Literal["skip", "raise"] = "skip",
+        local_views: int = 0,
+        local_predictor: Literal["separate", "shared"] = "separate",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=None if built_by_cli() else ["backbone"])  # not objects
@@ -117,6 +127,8 @@ class MINCModule(LightningModule):
         self.projector = BYOLProjectionHead(self.feature_dim, projection_hidden_dim, projection_dim)
         with_predictor = use_predictor and self.objective.uses_predictor
         self.predictor = predictor(projection_dim, prediction_hidden_dim, with_predictor)
+        if local_views and local_predictor == "separate" and with_predictor:
+            self.local_predictor = predictor(projection_dim, prediction_hidden_dim, True)
         if self.objective.uses_target:
             self.add_target()
         self.criterion = self.objective.build(LossSettings.of(self.hparams))
@@ -138,9 +150,11 @@ class MINCModule(LightningModule):
         # 1 - (1 - τ₀)(cos(πk/K) + 1)/2
         return float(cosine_schedule(step, self.horizon[1] + 1, self.tau_start, 1.0))
 
-    def objective_loss(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The self-supervised loss of two views (B, C, H, W), with the online backbone features
-        h (2B, F) and projections z (2B, d) it was computed from (docs/method.md §4)."""
+    def objective_loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """The self-supervised loss of a batch's views (B, C, H, W), the two global views first,
+        with the global views' online backbone features h (2B, F) and projections z (2B, d) it
+        was computed from (docs/method.md §4; local views §9)."""
+        x1, x2, local = views[0], views[1], views[2:]
         h = self.backbone(torch.cat([x1, x2]))  # (2B, F)
         if h.ndim != 2 or h.shape[1] != self.feature_dim:
             raise ValueError(
@@ -154,17 +168,39 @@ class MINCModule(LightningModule):
         p = self.predictor(z)  # online predictions of v1 then v2
         with torch.no_grad():  # target projections of the *other* view: v2 then v1
             t = self.target_projector(self.target_backbone(torch.cat([x2, x1])))
-        return self.criterion(p, t), h, z
+        if not local:
+            return self.criterion(p, t), h, z
+        # multi-crop: every local view predicts both global targets, after the two global
+        # pairs; the loss averages over the 2 + 2N pairs (each of B rows), so its scale, and the
+        # lr that suits it, does not grow with N. Λ is estimated from the global pairs' rows,
+        # where each global target appears once
+        p_local = self.local_predictions(torch.cat(local))  # (N·B, d): l_1, ..., l_N
+        t2, t1 = t.chunk(2)
+        n = len(local)
+        p = torch.cat([p, p_local, p_local])
+        t = torch.cat([t, t1.repeat(n, 1), t2.repeat(n, 1)])
+        extra = {"moment_rows": len(h)} if self.objective.stateful else {}
+        return self.criterion(p, t, **extra), h, z
+
+    def local_predictions(self, x: Tensor) -> Tensor:
+        """Online predictions of local views: their own predictor (``local_predictor="separate"``)
+        or the global views' one."""
+        head = getattr(self, "local_predictor", self.predictor)
+        return head(self.projector(self.backbone(x)))
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        x1, x2, y = unpack_views(batch)
+        views, y = unpack_views(batch)
         if self.global_step == self.guard.first_step:  # the batches the lr was scaled for
-            check_batch_size(len(x1), self.hparams.batch_size)
-        loss, h, z = self.objective_loss(x1, x2)
+            check_batch_size(len(views[0]), self.hparams.batch_size)
+            check_local_views(len(views) - 2, self.hparams.local_views)
+        loss, h, z = self.objective_loss(views)
         self.log("train/loss", loss, prog_bar=True)
         if self.probe is not None:
             labels = torch.cat([y, y]) if y is not None else h.new_full((len(h),), -1).long()
-            probe_loss, labelled = self.probe.loss(h.detach(), labels)
+            features = h.detach()
+            if self.hparams.local_views:  # multi-crop: the first global view only
+                features, labels = features[: len(views[0])], labels[: len(views[0])]
+            probe_loss, labelled = self.probe.loss(features, labels)
             self.log("train/probe_loss", probe_loss, batch_size=max(labelled, 1))
             loss = loss + probe_loss
         self.guard.observe(loss, batch_idx)
@@ -356,6 +392,17 @@ def check_batch_size(size: int, expected: int | None) -> None:
         )
 
 
+def check_local_views(found: int, expected: int) -> None:
+    """The batch has the local views the module was built for (a separate local predictor
+    exists only then)."""
+    if found != expected:
+        raise ValueError(
+            f"MINCModule(local_views={expected}) expects training batches of 2 global + "
+            f"{expected} local views, but the batch has {found + 2} views; set model.local_views "
+            f"to data.local_views ({found}) (minc-lightning links them)."
+        )
+
+
 def predictor(dim: int, hidden_dim: int, used: bool) -> nn.Module:
     """BYOL's predictor MLP, or the identity for objectives (or settings) without one."""
     return BYOLPredictionHead(dim, hidden_dim, dim) if used else nn.Identity()
@@ -383,4 +430,13 @@ def check_arguments(args: dict[str, Any]) -> None:
         num_classes=(args["num_classes"], non_negative_int),
         probe_lr=(args["probe_lr"], positive),
         on_nonfinite=(args["on_nonfinite"], one_of(("skip", "raise"))),
+        local_views=(args["local_views"], non_negative_int),
+        local_predictor=(args["local_predictor"], one_of(("separate", "shared"))),
     )
+    if args["local_views"] and not OBJECTIVES[args["objective"]].uses_target:
+        raise ValueError(
+            f"MINCModule: local_views={args['local_views']} with objective "
+            f"{args['objective']!r}: multi-crop needs global targets for local views to "
+            "predict, and the spectral loss has none (its negatives would mix views of "
+            "different sizes); set local_views=0 (and data.local_views=0)."
+        )

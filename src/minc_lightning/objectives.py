@@ -48,6 +48,8 @@ class Objective:
             ``use_predictor`` is on).
         diagnostics: scalars of the loss's state to log (Λ's, for MINC).
         reads: which of the loss settings (``LossSettings``) the loss reads.
+        stateful: the loss keeps an estimate from the batch's targets (Λ): with local views it
+            is told which rows are the global pairs, ``loss(p, t, moment_rows=2B)``.
     """
 
     build: Callable[[LossSettings], nn.Module]
@@ -55,6 +57,7 @@ class Objective:
     uses_predictor: bool
     diagnostics: Callable[[nn.Module], dict[str, float]] = lambda loss: {}
     reads: tuple[str, ...] = ()
+    stateful: bool = False
 
     def ignored(self) -> tuple[str, ...]:
         """MINCModule's settings this objective does not use."""
@@ -78,6 +81,7 @@ OBJECTIVES: dict[str, Objective] = {
         uses_predictor=True,
         diagnostics=_minc_state,
         reads=("alpha", "triangular", "moment_source", "mu"),
+        stateful=True,
     ),
     "spectral": Objective(
         build=lambda s: SpectralContrastiveLoss(s.mu),

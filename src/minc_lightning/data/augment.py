@@ -2,10 +2,11 @@
 
 ``augment_on="device"`` splits each BYOL view in two:
 
-* in the loader (``LoaderViews``), per image: every random parameter of both views is drawn
+* in the loader (``LoaderViews``), per image: every random parameter of every view is drawn
   (under the seeded generators of ``sampling.SeededDataset``, so a resumed run draws the same),
   and images of varying size are decoded, at reduced scale where the crops allow, and cropped
-  to ``image_size`` as uint8. Fixed-size datasets yield the image once, uncropped;
+  as uint8: the two global views to ``image_size``, multi-crop's local views to their own size.
+  Fixed-size datasets yield the image once, uncropped;
 * on the device (``augment_batch``), per batch: the crop of fixed-size images, horizontal flip,
   colour jitter in each sample's own order, grayscale, Gaussian blur, solarisation and
   normalisation, each with the sample's parameters.
@@ -44,14 +45,18 @@ ORDER = slice(6, 10)  # the permutation of (brightness, contrast, saturation, hu
 FACTORS = slice(10, 14)  # their factors
 GRAY, BLUR, SIGMA, SOLARIZE = 14, 15, 16, 17
 N_PARAMS = 18
+NO_LOCAL = torch.empty(0, dtype=torch.uint8)  # DeviceViews.local without local views
 
 
 class DeviceViews(NamedTuple):
     """A sample (or, collated, a batch) for the device: ``pixels`` uint8 (V, C, H, W), with V = 2
-    cropped views or V = 1 uncropped image, and ``params`` (2, N_PARAMS), one row per view."""
+    cropped global views or V = 1 uncropped image; ``params`` (2 + N, N_PARAMS), one row per
+    view, the global views first; ``local`` uint8 (N, C, h, w), the N cropped local views of
+    multi-crop, or an empty (0,) tensor when there are none or the device crops them."""
 
     pixels: Tensor
     params: Tensor
+    local: Tensor
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,7 @@ class LoaderViews:
     """The loader's part of ``augment_on="device"``: an image in, ``DeviceViews`` out.
 
     Args:
-        recipes: the two views' recipes.
+        recipes: every view's recipe: the two global views, then any local views (one size).
         crop: crop and resize each view here (images of varying size); else yield the image once
             and leave the crop to the device (fixed-size datasets).
     """
@@ -181,7 +186,7 @@ class LoaderViews:
         of the image the crop boxes in ``params`` were drawn on."""
         pixels = TF.pil_to_tensor(image)
         if not self.crop:
-            return DeviceViews(pixels.unsqueeze(0), params)
+            return DeviceViews(pixels.unsqueeze(0), params, NO_LOCAL)
         views = []
         rows, columns = pixels.shape[-2:]
         for recipe, p in zip(self.recipes, params, strict=True):
@@ -191,7 +196,8 @@ class LoaderViews:
             # torchvision's uint8 resize: PIL's bilinear result (tested), in a third of the time
             crop = TF.resized_crop(pixels, top, left, height, width, list(recipe.size))
             views.append(crop)
-        return DeviceViews(torch.stack(views), params)
+        local = torch.stack(views[2:]) if len(views) > 2 else NO_LOCAL
+        return DeviceViews(torch.stack(views[:2]), params, local)
 
     def from_file(self, image: Image.Image) -> DeviceViews:
         """From a lazily opened image file: the crops are drawn first, so that a JPEG whose
@@ -307,10 +313,16 @@ def augment_view(images: Tensor, params: Tensor, recipe: ViewRecipe, cropped: bo
 
 
 def augment_batch(batch: DeviceViews, recipes: Sequence[ViewRecipe]) -> list[Tensor]:
-    """The views of a collated batch, as float images in [0, 1] on the batch's device."""
+    """The views of a collated batch (global views first), as float images in [0, 1] on the
+    batch's device."""
     pixels = batch.pixels.float().div_(255)
-    cropped = pixels.shape[1] == len(recipes)
-    return [
-        augment_view(pixels[:, i if cropped else 0], batch.params[:, i], recipe, cropped)
-        for i, recipe in enumerate(recipes)
-    ]
+    cropped = pixels.shape[1] > 1  # else one uncropped image that every view is cropped from
+    local = batch.local.float().div_(255) if cropped and batch.local.ndim == 5 else None
+    views = []
+    for i, recipe in enumerate(recipes):
+        if not cropped:
+            source = pixels[:, 0]
+        else:
+            source = pixels[:, i] if i < 2 else local[:, i - 2]
+        views.append(augment_view(source, batch.params[:, i], recipe, cropped))
+    return views

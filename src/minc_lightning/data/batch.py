@@ -9,8 +9,9 @@ from torch import Tensor, nn
 
 BATCH_CONTRACT = (
     "a training batch is (views, labels) or (views, labels, *anything), where views is a "
-    "list/tuple of two float tensors of shape (B, C, H, W) and labels a (B,) integer tensor "
-    "(-1 for unlabelled images), or (views,) with no labels"
+    "list/tuple of float tensors (B, C, H, W): two global views of one shape, then any local "
+    "views (multi-crop) of one shape, and labels a (B,) integer tensor (-1 for unlabelled "
+    "images), or (views,) with no labels"
 )
 
 
@@ -23,15 +24,18 @@ def describe(x: Any) -> str:
     return type(x).__name__
 
 
-def unpack_views(batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Split a training batch into its two views and its labels (None when it has none)."""
+def unpack_views(batch: Any) -> tuple[list[Tensor], Tensor | None]:
+    """A training batch's views (the two global views first, then any local views) and its
+    labels (None when it has none)."""
     views = batch[0] if isinstance(batch, (list, tuple)) and len(batch) > 0 else None
     labels = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
     ok = (
         isinstance(views, (list, tuple))
-        and len(views) == 2
+        and len(views) >= 2
         and all(isinstance(v, Tensor) and v.ndim == 4 for v in views)
         and views[0].shape == views[1].shape
+        and len({v.shape for v in views[2:]}) <= 1
+        and all(len(v) == len(views[0]) for v in views)
         and (labels is None or (isinstance(labels, Tensor) and labels.shape == views[0].shape[:1]))
     )
     if not ok:
@@ -43,7 +47,7 @@ def unpack_views(batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
             "on_after_batch_transfer: pass it to the Trainer as datamodule=..., or call "
             "dm.on_after_batch_transfer(batch, 0) yourself."
         )
-    return views[0], views[1], labels
+    return list(views), labels
 
 
 def infer_feature_dim(backbone: nn.Module) -> int:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torchvision.transforms as T
+import torchvision.transforms.v2 as T2
 from lightly.transforms import BYOLView1Transform, BYOLView2Transform
 from lightly.transforms import ToTensor as LightlyToTensor
 from lightly.transforms.multi_view_transform import MultiViewTransform
@@ -61,23 +62,100 @@ def uint8_output(view: BYOLView1Transform | BYOLView2Transform) -> T.Compose:
     return T.Compose([*steps[:-1], T.PILToTensor()])
 
 
-def default_views(preset: Preset, image_size: int) -> tuple[BYOLView1Transform, BYOLView2Transform]:
-    """BYOL's two asymmetric views with the preset's settings and lightly's other defaults."""
+def default_views(
+    preset: Preset,
+    image_size: int,
+    local_views: int = 0,
+    local_size: int | None = None,
+    local_scale: tuple[float, float] | None = None,
+) -> tuple[BYOLView1Transform | BYOLView2Transform, ...]:
+    """BYOL's two asymmetric views with the preset's settings and lightly's other defaults,
+    then ``local_views`` local views (multi-crop): BYOL's second view's colour jitter, blur and
+    solarisation with their own crop, ``local_size`` px over ``local_scale`` of the image (None:
+    the preset's)."""
     common = dict(
-        input_size=image_size,
         cj_strength=preset.cj_strength,
-        min_scale=preset.min_scale,
         normalize=None,  # on whole batches, on the device: on_after_batch_transfer
     )
     blur, solarize = preset.gaussian_blur, preset.solarization_prob
-    view_1 = BYOLView1Transform(**common, gaussian_blur=blur[0], solarization_prob=solarize[0])
-    view_2 = BYOLView2Transform(**common, gaussian_blur=blur[1], solarization_prob=solarize[1])
-    return view_1, view_2
+    view_1 = BYOLView1Transform(
+        **common,
+        input_size=image_size,
+        min_scale=preset.min_scale,
+        gaussian_blur=blur[0],
+        solarization_prob=solarize[0],
+    )
+    view_2 = BYOLView2Transform(
+        **common,
+        input_size=image_size,
+        min_scale=preset.min_scale,
+        gaussian_blur=blur[1],
+        solarization_prob=solarize[1],
+    )
+    if not local_views:
+        return view_1, view_2
+    size = local_size or local_size_for(preset, image_size)
+    scale = tuple(local_scale or preset.local_scale)
+    local = BYOLView2Transform(
+        **common,
+        input_size=size,
+        min_scale=scale[0],
+        gaussian_blur=blur[1],
+        solarization_prob=solarize[1],
+    )
+    # lightly's views crop over (min_scale, 1) and have no upper bound: the local view's crop
+    # is the same class over the local scale
+    steps = local.transform.transforms
+    if not hasattr(steps[0], "scale"):  # lightly changed its transform: fail loudly
+        raise RuntimeError(f"expected lightly's view transform to start with its crop: {steps}")
+    local.transform = type(local.transform)([type(steps[0])(size, scale=scale), *steps[1:]])
+    return (view_1, view_2, *[local] * local_views)
 
 
-def default_augmentation(preset: Preset, image_size: int) -> MultiViewTransform:
-    """The loader path's two-view transform: ``default_views`` yielding uint8."""
-    return MultiViewTransform([uint8_output(v) for v in default_views(preset, image_size)])
+def local_size_for(preset: Preset, image_size: int) -> int:
+    """The preset's local size at ``image_size``, in the preset's ratio to its image size."""
+    return max(1, round(preset.local_size * image_size / preset.image_size))
+
+
+def default_augmentation(
+    preset: Preset,
+    image_size: int,
+    local_views: int = 0,
+    local_size: int | None = None,
+    local_scale: tuple[float, float] | None = None,
+) -> MultiViewTransform:
+    """The loader path's transform: ``default_views`` yielding uint8."""
+    views = default_views(preset, image_size, local_views, local_size, local_scale)
+    return MultiViewTransform([uint8_output(v) for v in views])
+
+
+def crop_size(view: Any) -> tuple[int, int] | None:
+    """The output size of a view transform's random resized crop, where it has one to read."""
+    steps = getattr(getattr(view, "transform", view), "transforms", ())
+    sizes = [
+        tuple(s.size) for s in steps if isinstance(s, (T.RandomResizedCrop, T2.RandomResizedCrop))
+    ]
+    return sizes[0] if sizes else None
+
+
+def check_view_sizes(views: list[Any], local_views: int) -> None:
+    """A user's augmentation has 2 + ``local_views`` views: two global views of one size, then
+    the local views, of one size."""
+    if len(views) != 2 + local_views:
+        raise ValueError(
+            f"MINCDataModule: the augmentation makes {len(views)} views, but local_views is "
+            f"{local_views}: a training batch is two global views and local_views local ones; "
+            f"set data.local_views={max(len(views) - 2, 0)}"
+            + (" (the augmentation needs at least two views)" if len(views) < 2 else "")
+        )
+    sizes = [crop_size(v) for v in views]
+    if None in sizes:
+        return  # sizes not readable here; MINCModule checks the batch's shapes
+    if sizes[0] != sizes[1] or len(set(sizes[2:])) > 1:
+        raise ValueError(
+            f"MINCDataModule: the augmentation's views crop to {sizes}; the first two (the "
+            "global views) must share one size, and the local views after them another"
+        )
 
 
 def ignore_stop_signals(worker_id: int) -> None:
@@ -102,7 +180,21 @@ def check_arguments(args: dict[str, Any]) -> None:
         on_corrupt=(args["on_corrupt"], one_of(("raise", "skip"))),
         augment_on=(args["augment_on"], optional(one_of(("device", "loader")))),
         seed=(args["seed"], non_negative_int),
+        local_views=(args["local_views"], non_negative_int),
+        local_size=(args["local_size"], optional(positive_int)),
+        local_scale=(args["local_scale"], optional(scale_range)),
     )
+
+
+def scale_range(value: Any) -> str | None:
+    """A crop's (low, high) fraction of the image: 0 < low <= high <= 1."""
+    ok = (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        and 0 < value[0] <= value[1] <= 1
+    )
+    return None if ok else "two numbers (low, high) with 0 < low <= high <= 1"
 
 
 class MINCDataModule(LightningDataModule):
@@ -136,6 +228,15 @@ class MINCDataModule(LightningDataModule):
         download: let torchvision download CIFAR, STL-10 or Fashion-MNIST when missing.
         seed: fixes the order of every epoch and every image's augmentation (a function of
             seed, epoch and position), so a run resumed mid-epoch sees the same batches.
+        local_views: multi-crop: this many local views per image after the two global ones, so
+            that a training batch is ``([global_1, global_2, local_1, ..., local_N], labels)``.
+            They use BYOL's second view's colour jitter, blur and solarisation with their own
+            crop. 0: the two views alone. ``MINCModule(local_views=...)`` must match (the CLI
+            links it).
+        local_size: the local views' side in px (None: the preset's, e.g. 96 for ImageNet); at
+            most ``image_size``.
+        local_scale: the local crops' (low, high) fraction of the image's area (None: the
+            preset's, e.g. (0.05, 0.14) for ImageNet).
     """
 
     def __init__(
@@ -155,6 +256,9 @@ class MINCDataModule(LightningDataModule):
         on_corrupt: Literal["raise", "skip"] = "raise",
         download: bool = True,
         seed: int = 0,
+        local_views: int = 0,
+        local_size: int | None = None,
+        local_scale: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["augmentation"])
@@ -172,6 +276,16 @@ class MINCDataModule(LightningDataModule):
         self.drop_last = drop_last
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.image_size = image_size or self.preset.image_size
+        self.local_views = local_views
+        self.local_size = local_size or local_size_for(self.preset, self.image_size)
+        self.local_scale = tuple(local_scale or self.preset.local_scale)
+        if self.local_size > self.image_size:
+            raise ValueError(
+                f"MINCDataModule: local_size must be at most image_size ({self.image_size}), "
+                f"got {local_size}: local views are the smaller crops"
+            )
+        if augmentation is not None:
+            check_view_sizes(list(augmentation.transforms), local_views)
         self.augmentation = augmentation
         self.augment_on = augment_on
         self.eval_transform = self.build_eval_transform(eval_resize)
@@ -226,8 +340,13 @@ class MINCDataModule(LightningDataModule):
     def train_transform(self) -> MultiViewTransform | LoaderViews:
         """The loader's transform of a training image under the resolved ``augment_on``."""
         if self.resolve_augment_on() == "loader":
-            return self.augmentation or default_augmentation(self.preset, self.image_size)
+            return self.augmentation or default_augmentation(self.preset, *self.view_sizes)
         return LoaderViews(self.recipes, crop=self.entry.varied_sizes)
+
+    @property
+    def view_sizes(self) -> tuple[int, int, int, tuple[float, float]]:
+        """(image_size, local_views, local_size, local_scale): what ``default_views`` reads."""
+        return self.image_size, self.local_views, self.local_size, self.local_scale
 
     @cached_property
     def recipes(self) -> tuple[ViewRecipe, ...]:
@@ -236,7 +355,7 @@ class MINCDataModule(LightningDataModule):
         views = (
             self.augmentation.transforms
             if self.augmentation is not None
-            else default_views(self.preset, self.image_size)
+            else default_views(self.preset, *self.view_sizes)
         )
         return tuple(ViewRecipe.of(v) for v in views)
 
@@ -307,6 +426,7 @@ class MINCDataModule(LightningDataModule):
             "data.seed": self.hparams.seed,
             "data.train_subset": self.hparams.train_subset,
             "data.batch_size (per device)": self.batch_size,
+            "data.local_views": self.local_views,
             "data.drop_last": self.drop_last,
             "trainer.accumulate_grad_batches": trainer.accumulate_grad_batches if trainer else 1,
             "processes (devices × nodes)": trainer.world_size if trainer else 1,

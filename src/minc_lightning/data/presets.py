@@ -33,6 +33,9 @@ class Preset:
     solarization_prob: tuple[float, float] = (0.0, 0.2)
     stats: tuple[tuple[float, ...], tuple[float, ...]] = IMAGENET_STATS
     num_classes: int = 0
+    # multi-crop's local views: side and crop scale (SwAV's and solo-learn's ImageNet values)
+    local_size: int = 96
+    local_scale: tuple[float, float] = (0.05, 0.14)
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,10 @@ class ImageFolders:
 
 
 NO_BLUR = (0.0, 0.0)
+# Local views of the small datasets (our choice; no paper gives them): half the global side, and
+# crops of 10-35% of the image, whose native side (32-59% of the image's) brackets that size,
+# so a local view is neither much enlarged nor much shrunk.
+SMALL_LOCAL_SCALE = (0.1, 0.35)
 DATASETS: dict[str, DatasetEntry] = {
     # BYOL's ImageNet recipe: 224 px crops, asymmetric blur and solarisation.
     "imagenet": DatasetEntry(
@@ -162,18 +169,37 @@ DATASETS: dict[str, DatasetEntry] = {
     # 32 px, no blur (blurring a 32 px image destroys it), as solo-learn and lightly do.
     "cifar10": DatasetEntry(
         preset=Preset(
-            image_size=32, eval_resize=32, gaussian_blur=NO_BLUR, stats=CIFAR_STATS, num_classes=10
+            image_size=32,
+            eval_resize=32,
+            gaussian_blur=NO_BLUR,
+            stats=CIFAR_STATS,
+            num_classes=10,
+            local_size=16,
+            local_scale=SMALL_LOCAL_SCALE,
         ),
         read=Arrays(cifar("cifar10")),
     ),
     "cifar100": DatasetEntry(
         preset=Preset(
-            image_size=32, eval_resize=32, gaussian_blur=NO_BLUR, stats=CIFAR_STATS, num_classes=100
+            image_size=32,
+            eval_resize=32,
+            gaussian_blur=NO_BLUR,
+            stats=CIFAR_STATS,
+            num_classes=100,
+            local_size=16,
+            local_scale=SMALL_LOCAL_SCALE,
         ),
         read=Arrays(cifar("cifar100")),
     ),
     "stl10": DatasetEntry(
-        preset=Preset(image_size=96, eval_resize=96, num_classes=10), read=Arrays(stl10)
+        preset=Preset(
+            image_size=96,
+            eval_resize=96,
+            num_classes=10,
+            local_size=48,
+            local_scale=SMALL_LOCAL_SCALE,
+        ),
+        read=Arrays(stl10),
     ),
     # 28 px grayscale: no blur, milder crops and jitter (only brightness/contrast act on gray).
     "fashion_mnist": DatasetEntry(
@@ -185,6 +211,8 @@ DATASETS: dict[str, DatasetEntry] = {
             gaussian_blur=NO_BLUR,
             stats=((0.2860,) * 3, (0.3530,) * 3),
             num_classes=10,
+            local_size=14,
+            local_scale=SMALL_LOCAL_SCALE,
         ),
         read=Arrays(fashion_mnist),
     ),
