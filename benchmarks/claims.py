@@ -9,6 +9,7 @@ the table and the sections cannot disagree.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from verdicts import (
     one,
 )
 
+from minc_lightning.module import MINCModule
 from minc_lightning.objectives import OBJECTIVES
 
 Judged = tuple[str, str]  # (verdict, the numbers it was judged on)
@@ -103,7 +105,29 @@ PREDICTS = Claim(
     "(rule) the EMA scaling rule's alpha loses nothing to the best alpha at every batch",
     "At the rate the EMA rule predicts, MINC reaches the best rate's J/J* at every batch",
 )
-CLAIMS = (EVERY, SMALL_VS_LARGE, ORDERING, BYOL, PIXELS, VARIANCE, DIAGONAL, RECIPE, PREDICTS)
+MULTICROP = Claim(
+    "multicrop",
+    "(multi-crop) {n} local views with {head} beat two views, {budget}",
+    "{n} local views with {head} beat two views at {budget}",
+)
+SEPARATE = Claim(
+    "separate",
+    "(multi-crop) separate local predictors beat a shared one, {n} local views",
+    "A separate local predictor beats a shared one with {n} local views",
+)
+CLAIMS = (
+    EVERY,
+    SMALL_VS_LARGE,
+    ORDERING,
+    BYOL,
+    PIXELS,
+    VARIANCE,
+    DIAGONAL,
+    RECIPE,
+    PREDICTS,
+    MULTICROP,
+    SEPARATE,
+)
 EXACT_PER_CELL = "exact objective"
 EXACT_ONE_SETTING = "exact objective, one setting"
 TUNED = "lr per objective"
@@ -287,6 +311,7 @@ class Evidence:
     comparisons: dict[str, dict] = field(default_factory=dict)
     lambdas: dict[str, dict] = field(default_factory=dict)
     tuned: dict[str, dict] = field(default_factory=dict)  # objectives_at_budget.py, lr tuned
+    multicrop: dict[str, dict] = field(default_factory=dict)  # multicrop.py
 
     def accuracy(self) -> list[tuple[str, list[Row], dict | None]]:
         """(evidence, rows, pixel baseline) of each real-data comparison of the objectives."""
@@ -384,6 +409,68 @@ def judge_all(ev: Evidence) -> list[Verdict]:
             claim = Claim(RECIPE.key, RECIPE.table.format(name=name, metric=metric), RECIPE.section)
             judged = judge_recipe(points, pixels[metric], metric)
             out.append(Verdict(claim, "Fashion-MNIST, one long run", *judged, metric, source=name))
+    for name, result in ev.multicrop.items():
+        out += judge_multicrop(result, name)
+    return out
+
+
+def multicrop_groups(result: dict) -> dict[tuple[str, int, str], list[dict]]:
+    """multicrop.py's runs by (budget, local views, predictor)."""
+    groups: dict[tuple[str, int, str], list[dict]] = {}
+    for run in result.get("runs", []):
+        key = (run["budget"], run["local_views"], run["local_predictor"])
+        groups.setdefault(key, []).append(run)
+    return groups
+
+
+HEADS = {"separate": "a separate local predictor", "shared": "one shared predictor"}
+
+
+def multicrop_evidence(name: str) -> str:
+    return f"{budget(name)}, multi-crop"
+
+
+def judge_multicrop(result: dict, name: str) -> list[Verdict]:
+    """Each multi-crop variant against two views at equal epochs and at equal training time,
+    and separate against shared predictors at equal epochs, by the 2-SE rule on each metric.
+    The table shows the linear verdicts of the module's default predictor and the predictor
+    comparison; a comparison lacking a group is left out (not measured yet)."""
+    default = inspect.signature(MINCModule).parameters["local_predictor"].default
+    groups = multicrop_groups(result)
+    evidence = multicrop_evidence(name)
+    out = []
+
+    def scores(key: tuple, metric: str) -> list[float]:
+        return [r[metric] for r in groups.get(key, [])]
+
+    sizes = sorted({n for _, n, _ in groups if n})
+    for metric in ("linear", "knn"):
+        two_view = scores(("epochs", 0, "none"), metric)
+        for n in sizes:
+            for head in ("separate", "shared"):
+                mine = scores(("epochs", n, head), metric)
+                matched = scores((f"time of {n} local views", 0, "none"), metric)
+                for label, other in (("equal epochs", two_view), ("equal training time", matched)):
+                    if not mine or not other:
+                        continue
+                    words = dict(n=n, head=HEADS[head], budget=label)
+                    claim = Claim(
+                        MULTICROP.key,
+                        MULTICROP.table.format(**words),
+                        MULTICROP.section.format(**words),
+                    )
+                    verdict = one(compare(mine, other))
+                    numbers = f"{pm(mine)} vs {pm(other)}"
+                    shown = metric == "linear" and head == default
+                    out.append(Verdict(claim, evidence, verdict, numbers, metric, shown))
+            separate, shared = (scores(("epochs", n, h), metric) for h in ("separate", "shared"))
+            if separate and shared:
+                claim = Claim(
+                    SEPARATE.key, SEPARATE.table.format(n=n), SEPARATE.section.format(n=n)
+                )
+                verdict = one(compare(separate, shared))
+                numbers = f"{pm(separate)} vs {pm(shared)}"
+                out.append(Verdict(claim, evidence, verdict, numbers, metric, metric == "linear"))
     return out
 
 

@@ -35,6 +35,8 @@ from claims import (  # noqa: E402
     judge_all,
     judge_prediction,
     lambda_groups,
+    multicrop_evidence,
+    multicrop_groups,
     pm,
     spectrum_runs,
     tuned_rows,
@@ -550,14 +552,7 @@ def tuned_context(comparison: dict, name: str, verdicts: list[Verdict], docs: Pa
         (BASELINE_NAMES[k], f"{100 * v['knn']:.2f}", f"{100 * v['linear']:.2f}")
         for k, v in base.items()
     ]
-    loads = [r["load_average"] / r["cpus"] for r in runs if "load_average" in r]
-    load = (
-        f"The load average at the end of the runs was up to {max(loads):.1f} per CPU, so the "
-        "training minutes include time the machine spent on other work (rule: above 1.5 per CPU)."
-        if loads and max(loads) > 1.5
-        else "The load average at the end of the runs stayed at or below "
-        f"{max(loads, default=0):.1f} per CPU."
-    )
+    load = load_note(runs)
     context = {
         "name": name,
         "runs": len(runs),
@@ -584,6 +579,92 @@ def tuned_context(comparison: dict, name: str, verdicts: list[Verdict], docs: Pa
         "rules": RULES,
     }
     return context
+
+
+MULTICROP_VARIANTS = {
+    ("epochs", 0, "none"): "two views",
+    ("epochs", 2, "shared"): "2 local, shared predictor",
+    ("epochs", 4, "shared"): "4 local, shared predictor",
+    ("epochs", 2, "separate"): "2 local, separate predictors",
+    ("epochs", 4, "separate"): "4 local, separate predictors",
+    ("time of 2 local views", 0, "none"): "two views, the time of 2 local",
+    ("time of 4 local views", 0, "none"): "two views, the time of 4 local",
+}
+
+
+def multicrop_context(result: dict, name: str, verdicts: list[Verdict], docs: Path) -> dict | None:
+    """benchmarks/multicrop.py: accuracy, pace and memory of each variant, and the verdicts."""
+    groups = multicrop_groups(result)
+    if not groups:
+        return None
+    rows = []
+    for key, label in MULTICROP_VARIANTS.items():
+        if runs := groups.get(key):
+            rows.append(
+                [
+                    label,
+                    str(len(runs)),
+                    pm([r["knn"] for r in runs]),
+                    pm([r["linear"] for r in runs]),
+                    f"{np.mean([r['train_seconds'] for r in runs]) / 60:.1f}",
+                    f"{np.mean([r['images_per_s'] for r in runs]):.0f}",
+                    f"{max(r['peak_rss_mib'] for r in runs):.0f}",
+                ]
+            )
+    header = ["variant", "seeds", "kNN top-1 (%)", "linear top-1 (%)", "train min"]
+    header += ["images/s", "peak MiB"]
+    everything = [r for runs in groups.values() for r in runs]
+    evidence = multicrop_evidence(name)
+    mine = sorted(
+        (v for v in verdicts if v.evidence == evidence),
+        key=lambda v: (v.metric != "linear", v.claim.key),
+    )
+    return {
+        "name": name,
+        "runs": len(everything),
+        "hours": f"{sum(r['wall_seconds'] for r in everything) / 3600:.1f}",
+        "load": load_note(everything),
+        "table": table(header, "lrrrrrr", rows),
+        "figure": saved(multicrop_figure(groups), docs, f"multicrop_{name}.png"),
+        "verdicts": bullets(mine, prefix=True) or "No verdict until a comparison has both groups.",
+    }
+
+
+def multicrop_figure(groups: dict) -> plt.Figure:
+    """Linear top-1 of each variant (mean and sd over seeds), and its training images/s."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    present = [(k, label) for k, label in MULTICROP_VARIANTS.items() if k in groups]
+    ys = range(len(present))
+    for ax, metric, scale, title in (
+        (axes[0], "linear", 100, "linear top-1 (%)"),
+        (axes[1], "images_per_s", 1, "training images per second"),
+    ):
+        means = [scale * np.mean([r[metric] for r in groups[k]]) for k, _ in present]
+        sds = [scale * np.std([r[metric] for r in groups[k]]) for k, _ in present]
+        colors = ["C7" if k[1] == 0 else "C0" if k[2] == "shared" else "C1" for k, _ in present]
+        ax.barh(list(ys), means, xerr=sds, color=colors, capsize=3)
+        ax.set(title=title)
+        ax.set_yticks(list(ys), [label for _, label in present] if ax is axes[0] else [])
+        if metric == "linear":
+            low = min(m - s for m, s in zip(means, sds, strict=True))
+            ax.set_xlim(max(0.0, low - 2), None)
+    axes[0].invert_yaxis()
+    axes[1].invert_yaxis()
+    return fig
+
+
+def load_note(runs: list[dict]) -> str:
+    """What the load average says about the timings (rule: above 1.5 per CPU, they include other
+    work)."""
+    loads = [r["load_average"] / r["cpus"] for r in runs if "load_average" in r]
+    if loads and max(loads) > 1.5:
+        return (
+            f"The load average at the end of the runs was up to {max(loads):.1f} per CPU, so the "
+            "training minutes include time the machine spent on other work (rule: above 1.5 per "
+            "CPU)."
+        )
+    highest = max(loads, default=0)
+    return f"The load average at the end of the runs stayed at or below {highest:.1f} per CPU."
 
 
 def recipe_context(recipe: dict, name: str, verdicts: list[Verdict], docs: Path) -> dict | None:
@@ -819,6 +900,7 @@ def write_report(
     comparisons: dict | None = None,
     lambdas: dict | None = None,
     tuned: dict | None = None,
+    multicrop: dict | None = None,
     readme: Path | None = None,
 ) -> None:
     """docs/results.md and its plots into ``docs``; with ``readme``, its claims block too."""
@@ -830,6 +912,7 @@ def write_report(
         comparisons if comparisons is not None else load_named("objectives"),
         lambdas if lambdas is not None else load_named("lambda"),
         tuned if tuned is not None else load_named("tuned"),
+        multicrop if multicrop is not None else load_named("multicrop"),
     )
     verdicts = judge_all(ev)
     filled: list[tuple[str, dict | None]] = [
@@ -851,6 +934,7 @@ def write_report(
         ),
         *(("tuned", tuned_context(c, n, verdicts, docs)) for n, c in ev.tuned.items()),
         *(("recipe", recipe_context(r, n, verdicts, docs)) for n, r in ev.recipes.items()),
+        *(("multicrop", multicrop_context(r, n, verdicts, docs)) for n, r in ev.multicrop.items()),
         ("variance", variance_context(store, verdicts, docs)),
         ("spectrum", spectrum_context(store, verdicts, docs)),
         *(("lambda", lambda_context(r, n, verdicts, docs)) for n, r in ev.lambdas.items()),
@@ -891,5 +975,6 @@ if __name__ == "__main__":
         load_named("objectives", a.data),
         load_named("lambda", a.data),
         load_named("tuned", a.data),
+        load_named("multicrop", a.data),
         a.readme,
     )

@@ -342,6 +342,8 @@ def main() -> None:
         load_named("recipe", args.out),
         load_named("objectives", args.out),
         load_named("lambda", args.out),
+        load_named("tuned", args.out),
+        load_named("multicrop", args.out),
     )
 
 

@@ -167,7 +167,7 @@ def test_variance_and_lambda_verdicts_change_with_the_numbers():
 
 
 def test_report_page_states_the_computed_verdicts(tmp_path):
-    hermetic = {"recipes": {}, "comparisons": {}, "lambdas": {}}
+    hermetic = {"recipes": {}, "comparisons": {}, "lambdas": {}, "tuned": {}, "multicrop": {}}
     report.write_report(invented_store(0.85, 0.80, 0.85, 0.83), tmp_path, **hermetic)
     good = (tmp_path / "results.md").read_text()
     report.write_report(invented_store(0.75, 0.80, 0.85, 0.83), tmp_path, **hermetic)
@@ -484,7 +484,7 @@ def test_results_page_is_what_the_report_makes_of_the_committed_data(tmp_path):
     ones equal report.py's for the committed data in docs/data (apart from the torch version the
     page was drawn with)."""
     data = Path(__file__).parents[1] / "docs" / "data"
-    kinds = ("recipe", "objectives", "lambda", "tuned")
+    kinds = ("recipe", "objectives", "lambda", "tuned", "multicrop")
     store, exact = report.load(data / "runs.json"), report.load(data / "spectral_exact.json")
     named = [report.load_named(kind, data) for kind in kinds]
     report.write_report(store, tmp_path, exact or None, *named)
@@ -562,3 +562,61 @@ def test_a_diverged_run_loses_to_any_finished_one():
     assert verdicts.compare(diverged, finished) == "behind"
     assert verdicts.compare(diverged, diverged) == "tie"
     assert claims.pm(diverged, 1, 2) == "div (1/3), others 0.99 ± 0.00"
+
+
+def multicrop_runs(linear: dict[tuple, list[float]]) -> dict:
+    """multicrop.py's file with the invented linear top-1 of each (budget, N, predictor)."""
+    runs = []
+    for (budget, n, head), scores in linear.items():
+        for seed, value in enumerate(scores):
+            runs.append(
+                dict(budget=budget, local_views=n, local_predictor=head, seed=seed)
+                | dict(linear=value, knn=value, train_seconds=60.0 * (1 + n / 4), steps=100)
+                | dict(wall_seconds=90.0, images_per_s=100.0, peak_rss_mib=900.0)
+            )
+    return {"runs": runs}
+
+
+def test_multicrop_verdicts_follow_the_numbers(tmp_path):
+    high, low = [0.80, 0.81, 0.80], [0.70, 0.71, 0.70]
+    result = multicrop_runs(
+        {
+            ("epochs", 0, "none"): low,
+            ("epochs", 2, "separate"): high,
+            ("epochs", 2, "shared"): low,
+            ("time of 2 local views", 0, "none"): high,
+        }
+    )
+    verdicts = claims.judge_multicrop(result, "quickstart")
+    linear = {v.claim.table: v.verdict for v in verdicts if v.metric == "linear"}
+    assert linear == {
+        "(multi-crop) 2 local views with a separate local predictor beat two views, "
+        "equal epochs": "holds",
+        "(multi-crop) 2 local views with a separate local predictor beat two views, "
+        "equal training time": "inconclusive",
+        "(multi-crop) 2 local views with one shared predictor beat two views, "
+        "equal epochs": "inconclusive",
+        "(multi-crop) 2 local views with one shared predictor beat two views, "
+        "equal training time": "does not hold",
+        "(multi-crop) separate local predictors beat a shared one, 2 local views": "holds",
+    }
+    shown = {v.claim.key for v in verdicts if v.in_table}
+    assert shown == {"multicrop", "separate"}
+    ev = claims.Evidence(multicrop={"quickstart": result})
+    context = report.multicrop_context(result, "quickstart", claims.judge_all(ev), tmp_path)
+    assert "| 2 local, separate predictors | 3 |" in context["table"]
+    assert "**does not hold** (70.33 ± 0.58 vs 80.33 ± 0.58)" in context["verdicts"]
+    assert (tmp_path / "multicrop_quickstart.png").is_file()
+
+
+def test_time_matched_steps_buy_the_multicrop_runs_seconds_at_the_two_view_pace():
+    import multicrop
+
+    runs = [
+        dict(budget="epochs", local_views=0, train_seconds=100.0, steps=50),  # 2 s per step
+        dict(budget="epochs", local_views=0, train_seconds=120.0, steps=50),  # 2.4
+        dict(budget="epochs", local_views=4, train_seconds=330.0, steps=50),
+        dict(budget="epochs", local_views=4, train_seconds=330.0, steps=50),
+        dict(budget="time of 4 local views", local_views=0, train_seconds=1.0, steps=1),
+    ]
+    assert multicrop.time_matched_steps(runs, 4, epoch_steps=50) == 150  # 330 s / 2.2 s
