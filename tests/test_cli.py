@@ -65,8 +65,12 @@ def test_every_recipe_parses_and_runs_one_step(recipe, tmp_path):
         "--trainer.fast_dev_run=true",
         f"--trainer.default_root_dir={tmp_path / 'run'}",
     ]
+    local_views = config["data"].get("local_views", 0)
+    if local_views:  # multi-crop: local views smaller than the shrunk global ones
+        args.append(f"--data.local_size={size // 2}")
     cli = run_cli(args)
     assert cli.trainer.global_step == 1
+    assert cli.model.hparams.local_views == local_views  # linked
     # every recipe keeps its resumable state at every epoch end (a kill loses one epoch at most)
     (saver,) = [c for c in cli.trainer.callbacks if isinstance(c, ResumableCheckpoint)]
     assert saver.every_n_epochs == 1 and saver.on_signal
