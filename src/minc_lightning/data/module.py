@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from minc_lightning.arguments import check, non_negative_int, one_of, optional, positive_int
 from minc_lightning.data.augment import DeviceViews, LoaderViews, ViewRecipe, augment_batch
-from minc_lightning.data.presets import DATASETS, PRESETS, Preset, Source
+from minc_lightning.data.presets import DATASETS, PRESETS, Preset, Source, shard_entry
 from minc_lightning.data.sampling import ResumableLoader, SeededDataset, SeededSampler
 
 __all__ = [
@@ -202,10 +202,13 @@ class MINCDataModule(LightningDataModule):
 
     Args:
         dataset: a key of ``minc_lightning.data.DATASETS``: imagenet, imagenet100, cifar10,
-            cifar100, stl10, fashion_mnist or folder.
+            cifar100, stl10, fashion_mnist, folder, or streaming (shards written by
+            ``minc-lightning-prepare``, with the prepared dataset's preset).
         root: where the data lives (ImageNet: ``root/{train,val}/<wnid>/*.JPEG``; folder:
-            ``root/train/<class>/*`` and optionally ``root/val/<class>/*``, or ``root/<class>/*``).
-            Fashion-MNIST is also looked for in Debian's ``dataset-fashion-mnist`` location.
+            ``root/train/<class>/*`` and optionally ``root/val/<class>/*``, or ``root/<class>/*``;
+            streaming: the prepared folder or ``s3://bucket/prefix``, its endpoint from
+            ``AWS_ENDPOINT_URL`` and its credentials found by boto3). Fashion-MNIST is also looked
+            for in Debian's ``dataset-fashion-mnist`` location.
         batch_size: per process.
         num_workers: loader processes per training process.
         image_size: crop size of the views and the eval images (None: the dataset's preset).
@@ -266,10 +269,13 @@ class MINCDataModule(LightningDataModule):
         entry = DATASETS[dataset]
         if entry.needs_root and root is None:
             raise ValueError(f"MINCDataModule: dataset {dataset!r} needs data.root")
+        if dataset == "streaming":  # the prepared dataset's preset and classes
+            entry = shard_entry(str(root))
         self.dataset = dataset
         self.entry = entry
         self.preset = entry.preset
-        self.root = Path(root).expanduser() if root else None
+        # a folder, or (shards) s3://bucket/prefix, which is not a path
+        self.root = Path(root).expanduser() if root and "://" not in str(root) else root
         self.source = Source(self.root, download, on_corrupt)
         self.batch_size = batch_size
         self.num_workers = num_workers

@@ -225,4 +225,53 @@ DATASETS: dict[str, DatasetEntry] = {
         varied_sizes=True,
     ),
 }
+
+
+@dataclass(frozen=True)
+class Shards:
+    """Reader of shards written by ``minc-lightning-prepare`` (``data/shards.py``), in a folder or
+    at ``s3://bucket/prefix``; the manifest gives each split's count and unreadable files."""
+
+    root: str
+    manifest: dict
+
+    def __call__(self, src: Source, split: Split, transform: Callable | None) -> Dataset | None:
+        from minc_lightning.data.shards import ShardImages
+
+        info = self.manifest["splits"].get(split)
+        if info is None:
+            if split == "val":
+                return None
+            raise FileNotFoundError(
+                f"{self.root} holds no {split} split: minc-lightning-prepare --splits {split}"
+            )
+        skipped = [s["position"] for s in info["skipped"]]
+        return ShardImages(self.root, split, info["count"], skipped, transform)
+
+
+def shard_entry(root: str) -> DatasetEntry:
+    """``dataset="streaming"``: the prepared dataset's preset, classes and image kind, read
+    from the manifest at ``root``."""
+    from minc_lightning.data.shards import read_manifest
+
+    manifest = read_manifest(root)
+    source = DATASETS[manifest["dataset"]]
+    classes = manifest.get("classes")
+    return DatasetEntry(
+        preset=source.preset,
+        read=Shards(root, manifest),
+        needs_root=True,
+        classes=(lambda src: list(classes)) if source.classes is not None and classes else None,
+        varied_sizes=source.varied_sizes,
+    )
+
+
+def prepared_first(src: Source, split: Split, transform: Callable | None) -> Dataset | None:
+    raise ValueError("dataset 'streaming' is read through MINCDataModule, from its manifest")
+
+
+# shards written by minc-lightning-prepare; MINCDataModule replaces this entry by shard_entry(root)
+DATASETS["streaming"] = DatasetEntry(
+    preset=DATASETS["folder"].preset, read=prepared_first, needs_root=True
+)
 PRESETS: dict[str, Preset] = {name: entry.preset for name, entry in DATASETS.items()}

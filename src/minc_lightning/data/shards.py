@@ -1,0 +1,218 @@
+"""Sharded training data (litdata): written once by ``minc-lightning-prepare``, read by
+``MINCDataModule(dataset="streaming", root=<folder or s3://bucket/prefix>)``.
+
+A prepared folder holds one litdata dataset per split (``<out>/train``, ``<out>/val``) and
+``manifest.json`` (the source dataset, its class names, the count of each split, the files that
+could not be read). Every record is ``{"index", "label", "image"}``: the image file's bytes
+unchanged (image folders) or a lossless PNG of the array (CIFAR, STL-10, Fashion-MNIST), so a
+decoded shard image equals the image the source path decodes, and a run trained from shards
+sees the same pixels.
+
+Reading is by position, through litdata's random access (which fetches one record's bytes, not
+its whole chunk): the epoch's order, the split over processes, the augmentation of each sample
+and the position a resume continues from stay those of ``sampling.SeededSampler``, so shards are
+exact on resume and across processes in the same way as files. litdata's own shuffling,
+per-rank split and loader state (whose resume replays by count and is not saved by the Trainer,
+litdata#775) are not used.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from minc_lightning.data.formats import ArrayDataset
+from minc_lightning.data.images import CheckedImageFolder, to_rgb
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+EXTRA = "pip install 'minc-lightning[streaming]'"
+UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def require_litdata() -> Any:
+    """litdata, or an ImportError that says how to install it."""
+    try:
+        import litdata
+    except ImportError as err:
+        raise ImportError(
+            f"dataset='streaming' and minc-lightning-prepare need litdata (and boto3 for "
+            f"s3://): {EXTRA}"
+        ) from err
+    return litdata
+
+
+def remote(root: str) -> bool:
+    return root.startswith("s3://")
+
+
+def storage_options() -> dict[str, Any]:
+    """litdata's S3 options from the usual environment: an S3-compatible server's endpoint
+    (``AWS_ENDPOINT_URL``); the credentials are found by boto3 itself (environment, AWS config
+    files, instance roles) and are never written anywhere by this package."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return {"endpoint_url": endpoint} if endpoint else {}
+
+
+def read_text(root: str, name: str) -> str:
+    """The text of ``root/name``, ``root`` a folder or ``s3://bucket/prefix``."""
+    if not remote(root):
+        path = Path(root).expanduser() / name
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} does not exist: data.root for dataset 'streaming' is a folder written "
+                "by minc-lightning-prepare (or its copy in object storage, s3://bucket/prefix)"
+            )
+        return path.read_text()
+    import boto3
+    import botocore.exceptions
+
+    bucket, _, prefix = root.removeprefix("s3://").partition("/")
+    key = f"{prefix.rstrip('/')}/{name}" if prefix else name
+    client = boto3.client("s3", **storage_options())
+    try:
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    except botocore.exceptions.EndpointConnectionError as err:
+        raise ConnectionError(
+            f"cannot reach the S3 endpoint {err.kwargs.get('endpoint_url')} for {root}: check "
+            "AWS_ENDPOINT_URL"
+        ) from err
+    except botocore.exceptions.ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "")
+        what = {
+            "NoSuchBucket": f"the bucket {bucket!r} does not exist",
+            "NoSuchKey": f"s3://{bucket}/{key} does not exist",
+            "404": f"s3://{bucket}/{key} does not exist",
+        }.get(code, f"S3 refused s3://{bucket}/{key} ({code or err})")
+        raise FileNotFoundError(
+            f"{what}: data.root {root} must hold what minc-lightning-prepare wrote"
+        ) from err
+
+
+def read_manifest(root: str) -> dict[str, Any]:
+    manifest = json.loads(read_text(root, MANIFEST))
+    if manifest.get("format") != FORMAT:
+        raise ValueError(
+            f"{root}/{MANIFEST} has format {manifest.get('format')!r}, this version reads "
+            f"{FORMAT}: prepare the shards again with this version's minc-lightning-prepare"
+        )
+    return manifest
+
+
+def split_dir(root: str, split: str) -> str:
+    return f"{root.rstrip('/')}/{split}"
+
+
+# --- writing -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Encoder:
+    """One record of a source split, by position: what ``litdata.optimize`` calls in its
+    workers (picklable: the source is opened lazily in each worker)."""
+
+    dataset: Any  # the source split, without transform
+    on_corrupt: Literal["raise", "skip"]
+    positions: tuple[int, ...] | None = None  # a fixed subset's source indices, in order
+
+    def __call__(self, position: int) -> dict[str, Any]:
+        index = self.positions[position] if self.positions is not None else position
+        data, label, name = encoded(self.dataset, index)
+        try:
+            to_rgb(Image.open(io.BytesIO(data))).load()  # unreadable files are found now
+        except UNREADABLE as err:
+            if self.on_corrupt == "raise":
+                raise OSError(
+                    f"cannot read image {name} ({err}); pass --on_corrupt skip to leave it out "
+                    "(it is then listed in the manifest)"
+                ) from err
+            return {"index": position, "label": -2, "image": name.encode()}  # -2: unreadable
+        return {"index": position, "label": label, "image": data}
+
+
+def encoded(dataset: Dataset, index: int) -> tuple[bytes, int, str]:
+    """(the image's bytes, its label, its name) of a source dataset's image ``index``."""
+    if isinstance(dataset, CheckedImageFolder):
+        path, label = dataset.samples[index]
+        return Path(path).read_bytes(), int(label), path
+    if isinstance(dataset, ArrayDataset):
+        out = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(dataset.images[index])).save(out, format="PNG")
+        return out.getvalue(), int(dataset.labels[index]), f"image {index}"
+    raise TypeError(f"cannot write shards of {type(dataset).__name__}")
+
+
+# --- reading -----------------------------------------------------------------------------------
+class ShardImages(Dataset):
+    """A prepared split, by position: (transformed image, label), as the source path gives.
+
+    Args:
+        root: the prepared folder or ``s3://bucket/prefix``.
+        split: "train" or "val".
+        count: the split's records (from the manifest).
+        skipped: the positions of unreadable files (left out; listed in the manifest).
+        transform: as the source dataset's; a transform with ``from_file`` decodes the lazily
+            opened image itself (``augment_on="device"``).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        split: str,
+        count: int,
+        skipped: list[int],
+        transform: Any = None,
+    ) -> None:
+        require_litdata()
+        self.root, self.split = root, split
+        gone = set(skipped)
+        self.positions = [p for p in range(count) if p not in gone]
+        self.transform = transform
+        self._records = None  # opened in each process that reads (loader workers)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @property
+    def records(self) -> Any:
+        if self._records is None:
+            from litdata import StreamingDataset
+
+            self._records = StreamingDataset(
+                split_dir(self.root, self.split), storage_options=storage_options()
+            )
+        return self._records
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__ | {"_records": None}  # each worker opens its own
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        position = self.positions[i]
+        try:
+            record = self.records[position]
+        except Exception as err:  # a missing chunk, a refused request: name the record
+            raise OSError(
+                f"cannot read record {position} of {split_dir(self.root, self.split)} "
+                f"({type(err).__name__}: {err}); the shards may have been changed or deleted "
+                "since minc-lightning-prepare wrote them"
+            ) from err
+        if int(record["index"]) != position:
+            raise ValueError(
+                f"{split_dir(self.root, self.split)}: record {position} holds index "
+                f"{record['index']}; the shards are not those the manifest describes"
+            )
+        image = Image.open(io.BytesIO(record["image"]))
+        from_file = getattr(self.transform, "from_file", None)
+        if from_file is not None:
+            return from_file(image), int(record["label"])
+        image = to_rgb(image)
+        return (self.transform(image) if self.transform else image), int(record["label"])

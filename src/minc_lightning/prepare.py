@@ -1,0 +1,238 @@
+"""``minc-lightning-prepare``: a ``DATASETS`` entry written as litdata shards, for
+``MINCDataModule(dataset="streaming")`` (``minc_lightning.data.shards``).
+
+    minc-lightning-prepare --dataset imagenet --root /datasets/imagenet --out /scratch/shards
+    aws s3 sync /scratch/shards s3://bucket/imagenet      # then stream it from every node
+
+Each split is written to ``<out>/<split>`` and recorded in ``<out>/manifest.json`` when it is
+complete and its count checked against the source. Run again after an interruption, it keeps the
+splits already recorded and continues an unfinished one from litdata's checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from minc_lightning.data.presets import DATASETS, Source
+from minc_lightning.data.shards import FORMAT, MANIFEST, Encoder, require_litdata
+
+
+def subset_positions(size: int, n: int | None) -> tuple[int, ...] | None:
+    """The fixed random subset ``MINCDataModule(train_subset=n)`` takes, in its order."""
+    if n is None or n >= size:
+        return None
+    return tuple(np.random.default_rng(0).permutation(size)[:n].tolist())
+
+
+def write_json(path: Path, value: dict[str, Any]) -> None:
+    partial = path.with_name(path.name + ".partial")  # a kill mid-write keeps the old file
+    partial.write_text(json.dumps(value, indent=1))
+    partial.replace(path)
+
+
+def prepare(
+    dataset: str,
+    out: Path,
+    root: Path | None = None,
+    splits: tuple[str, ...] = ("train", "val"),
+    train_subset: int | None = None,
+    on_corrupt: Literal["raise", "skip"] = "raise",
+    num_workers: int | None = None,
+    chunk_bytes: str = "64MB",
+    download: bool = False,
+    verbose: bool = True,
+) -> dict[str, Any]:
+    """Write ``dataset``'s ``splits`` under ``out``; returns the manifest."""
+    litdata = require_litdata()
+    if dataset not in DATASETS or dataset == "streaming":
+        names = ", ".join(n for n in DATASETS if n != "streaming")
+        raise ValueError(
+            f"minc-lightning-prepare: --dataset must be one of {names}, got {dataset!r}"
+        )
+    entry = DATASETS[dataset]
+    if entry.needs_root and root is None:
+        raise ValueError(f"minc-lightning-prepare: dataset {dataset!r} needs --root")
+    source = Source(root, download, "raise")
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    if manifest and manifest.get("dataset") != dataset:
+        raise ValueError(
+            f"{out} holds shards of {manifest.get('dataset')!r}, not {dataset!r}: choose another "
+            "--out"
+        )
+    manifest = {"format": FORMAT, "dataset": dataset, "source": str(root), "splits": {}} | manifest
+    for split in splits:
+        data = entry.read(source, split, None)
+        if data is None:
+            print(f"{dataset} has no {split} split: nothing to write", flush=True)
+            continue
+        positions = subset_positions(len(data), train_subset) if split == "train" else None
+        count = len(positions) if positions is not None else len(data)
+        if classes := getattr(data, "classes", None):
+            manifest.setdefault("classes", list(classes))
+        done = manifest["splits"].get(split)
+        wanted = train_subset if split == "train" else None
+        if done and done["count"] == count and done.get("train_subset") == wanted:
+            print(f"{out / split}: {count} records already prepared", flush=True)
+            continue
+        mode = None  # continue from litdata's checkpoints, if an earlier run left them
+        if (out / split / "index.json").is_file():  # finished, but not yet in the manifest
+            try:
+                skipped = check_written(out / split, count, on_corrupt == "skip")
+            except RuntimeError as err:
+                print(f"{err}: writing the split anew", flush=True)
+                mode = "overwrite"
+            else:
+                record(manifest, manifest_path, split, count, wanted, skipped)
+                continue
+        # litdata continues an interrupted split only with the writers it started with
+        writers_file = out / f".{split}.writers.json"
+        writers = num_workers or min(8, os.cpu_count() or 1)
+        if mode is None and writers_file.is_file():
+            before = json.loads(writers_file.read_text())["num_workers"]
+            if before != writers:
+                print(f"continuing {split} with the {before} writers it was started with")
+            writers = before
+        write_json(writers_file, {"num_workers": writers})
+        print(f"writing {count} {split} images of {dataset} to {out / split}", flush=True)
+        write(
+            litdata,
+            fn=Encoder(data, on_corrupt, positions),
+            inputs=list(range(count)),
+            output_dir=str(out / split),
+            chunk_bytes=chunk_bytes,
+            num_workers=writers,
+            use_checkpoint=True,  # an interrupted split continues where it stopped
+            keep_data_ordered=True,  # record p is position p
+            reorder_files=False,
+            mode=mode,
+            # the writers read files and encode PNGs, no CUDA: fork starts them in a fraction
+            # of spawn's time (which re-imports torch in each)
+            start_method="fork" if sys.platform == "linux" else None,
+            verbose=verbose,
+        )
+        skipped = check_written(out / split, count, on_corrupt == "skip")
+        record(manifest, manifest_path, split, count, wanted, skipped)
+    return manifest
+
+
+def write(litdata: Any, **options: Any) -> None:
+    """``litdata.optimize`` in a process group of its own, ended as a whole when it stops:
+    litdata's writers start processes of their own, which a failed run leaves behind, waiting
+    on a pipe (and holding their parent's output open)."""
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    receive, send = context.Pipe(duplex=False)
+    writer = context.Process(target=optimize_in_group, args=(litdata, options, send))
+    writer.start()
+    send.close()
+    try:
+        error = receive.recv() if receive.poll(None) else "the writer ended without a word"
+    except EOFError:
+        error = f"the writer process ended (exit code {writer.exitcode})"
+    finally:
+        writer.join(timeout=60)
+        try:
+            os.killpg(writer.pid, signal.SIGKILL)  # whatever of the group is left
+        except (ProcessLookupError, PermissionError):
+            pass
+    if error is not None:
+        raise RuntimeError(f"writing {options['output_dir']} failed: {error}")
+
+
+def optimize_in_group(litdata: Any, options: dict[str, Any], send: Any) -> None:
+    os.setpgrp()
+    try:
+        litdata.optimize(**options)
+    except BaseException as err:  # the parent raises it, by name
+        # litdata wraps a writer's error in the text of its traceback: its last line says it
+        text = f"{type(err).__name__}: {err}"
+        # litdata reports a writer's error as the text of its tracebacks: the first error line
+        # after its own heading is the cause
+        causes = re.findall(r"^(\w+(?:Error|Exception): .+)$", text.split("\n", 1)[-1], re.M)
+        send.send(causes[0] if causes else text)
+        raise SystemExit(1) from None
+    send.send(None)
+
+
+def record(
+    manifest: dict, path: Path, split: str, count: int, subset: int | None, skipped: list
+) -> None:
+    """A checked split, into the manifest on disk."""
+    manifest["splits"][split] = {"count": count, "train_subset": subset, "skipped": skipped}
+    write_json(path, manifest)
+    left_out = f", {len(skipped)} unreadable files left out (listed in {MANIFEST})"
+    print(f"{path.parent / split}: {count} records{left_out if skipped else ''}", flush=True)
+
+
+def check_written(folder: Path, count: int, scan: bool) -> list[dict[str, Any]]:
+    """The written split holds ``count`` records, record p at position p; with ``scan``, the
+    unreadable files it recorded (position and name)."""
+    from litdata import StreamingDataset
+
+    records = StreamingDataset(str(folder))
+    if len(records) != count:
+        raise RuntimeError(f"{folder}: wrote {len(records)} records of the source's {count}")
+    probes = sorted({0, count // 2, count - 1}) if count else []
+    for p in range(count) if scan else probes:
+        if int(records[p]["index"]) != p:
+            raise RuntimeError(f"{folder}: record {p} holds index {records[p]['index']}")
+    if not scan:
+        return []
+    return [
+        {"position": p, "file": bytes(records[p]["image"]).decode()}
+        for p in range(count)
+        if int(records[p]["label"]) == -2
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    names = [n for n in DATASETS if n != "streaming"]
+    p = argparse.ArgumentParser(
+        prog="minc-lightning-prepare",
+        description="Write a dataset as litdata shards for data.dataset=streaming.",
+    )
+    p.add_argument("--dataset", required=True, choices=names, help="a key of DATASETS")
+    p.add_argument("--root", type=Path, help="where the source dataset lives (data.root)")
+    p.add_argument("--out", type=Path, required=True, help="the folder to write the shards to")
+    p.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"])
+    p.add_argument(
+        "--train_subset", type=int, help="write the fixed subset data.train_subset=N takes"
+    )
+    p.add_argument(
+        "--on_corrupt",
+        choices=["raise", "skip"],
+        default="raise",
+        help="an unreadable image stops the run (named) or is left out and listed",
+    )
+    p.add_argument("--num_workers", type=int, help="writer processes (default: up to 8)")
+    p.add_argument("--chunk_bytes", default="64MB", help="the size of one shard")
+    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR etc.")
+    a = p.parse_args(argv)
+    if a.train_subset is not None and a.train_subset < 1:
+        p.error(f"--train_subset must be an integer >= 1, got {a.train_subset}")
+    prepare(
+        a.dataset,
+        a.out,
+        a.root,
+        tuple(a.splits),
+        a.train_subset,
+        a.on_corrupt,
+        a.num_workers,
+        a.chunk_bytes,
+        a.download,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""Shards (litdata): minc-lightning-prepare writes every record once and checks the count;
+training from shards, in a folder or on a real S3 server on 127.0.0.1, sees the very pixels,
+order and augmentations of training from the source files, so its weights are bit-identical."""
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from dataset_files import write_fashion_mnist, write_idx, write_image_folder
+from helpers import tiny_module, trainer
+from object_store import KEY, SECRET, s3_server, upload
+
+from minc_lightning.data import MINCDataModule
+from minc_lightning.data.shards import MANIFEST
+from minc_lightning.prepare import main as prepare_main
+from minc_lightning.prepare import prepare
+
+TESTS = Path(__file__).parent
+
+
+def source_data(kind: str, root: Path) -> tuple[str, int, int | None]:
+    """(dataset name, classes, image size) of a small source written under root."""
+    if kind == "fashion_mnist":
+        write_fashion_mnist(root, n_train=16, n_test=4)
+        return "fashion_mnist", 10, None
+    write_image_folder(root / "train", ["a", "b"], per_class=8, size=30)
+    write_image_folder(root / "val", ["a", "b"], per_class=2, size=30)
+    return "folder", 2, 16
+
+
+def weights_after_steps(dm: MINCDataModule, classes: int, steps: int = 3) -> dict:
+    model = tiny_module(batch_size=4, num_classes=classes)
+    trainer(max_steps=steps, limit_val_batches=0).fit(model, datamodule=dm)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def module(dataset: str, root, size: int | None, **kwargs) -> MINCDataModule:
+    args = dict(batch_size=4, num_workers=0, image_size=size, download=False) | kwargs
+    return MINCDataModule(dataset, str(root), **args)
+
+
+# --- writing -----------------------------------------------------------------------------------
+def test_prepare_writes_each_split_once_with_its_manifest(tmp_path, capsys):
+    name, _, _ = source_data("folder", tmp_path / "src")
+    manifest = prepare(name, tmp_path / "shards", tmp_path / "src", num_workers=1, verbose=False)
+    assert manifest["dataset"] == "folder" and manifest["classes"] == ["a", "b"]
+    assert {s: v["count"] for s, v in manifest["splits"].items()} == {"train": 16, "val": 4}
+    on_disk = json.loads((tmp_path / "shards" / MANIFEST).read_text())
+    assert on_disk == manifest
+    chunks = {p: p.stat().st_mtime_ns for p in (tmp_path / "shards").rglob("*.bin")}
+    prepare_main(
+        ["--dataset", name, "--root", str(tmp_path / "src"), "--out", str(tmp_path / "shards")]
+    )
+    assert "16 records already prepared" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "shards").rglob("*.bin")} == chunks
+
+
+def test_an_interrupted_prepare_continues_without_losing_or_repeating_records(tmp_path):
+    """The run stops at an unreadable file (the first run's interruption); once the file is
+    mended, the same command finishes the split and every position holds its own record."""
+    name, _, _ = source_data("folder", tmp_path / "src")
+    broken = sorted((tmp_path / "src" / "train" / "b").iterdir())[-1]
+    good = broken.read_bytes()
+    broken.write_bytes(b"not an image")
+    with pytest.raises(Exception, match="img_7"):
+        prepare(name, tmp_path / "shards", tmp_path / "src", num_workers=2, verbose=False)
+    assert multiprocessing.active_children() == []  # no writer left waiting
+    broken.write_bytes(good)
+    manifest = prepare(name, tmp_path / "shards", tmp_path / "src", num_workers=1, verbose=False)
+    assert manifest["splits"]["train"]["count"] == 16
+    from litdata import StreamingDataset
+
+    records = StreamingDataset(str(tmp_path / "shards" / "train"))
+    assert [int(records[p]["index"]) for p in range(len(records))] == list(range(16))
+    assert records[15]["image"] == good
+
+
+def test_unreadable_files_stop_the_run_by_name_or_are_listed_and_left_out(tmp_path):
+    name, _, size = source_data("folder", tmp_path / "src")
+    broken = tmp_path / "src" / "train" / "a" / "img_3.JPEG"
+    broken.write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(Exception, match="img_3.JPEG"):
+        prepare(name, tmp_path / "raise", tmp_path / "src", num_workers=1, verbose=False)
+    manifest = prepare(
+        name, tmp_path / "skip", tmp_path / "src", on_corrupt="skip", num_workers=1, verbose=False
+    )
+    (entry,) = manifest["splits"]["train"]["skipped"]
+    assert entry["file"].endswith("img_3.JPEG") and entry["position"] == 3
+    dm = module("streaming", tmp_path / "skip", size)
+    dm.setup("fit")
+    assert len(dm.train_set) == 15  # the unreadable file is left out
+
+
+def test_a_missing_manifest_or_split_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="manifest.json does not exist"):
+        MINCDataModule("streaming", str(tmp_path))
+    with pytest.raises(ValueError, match="needs data.root"):
+        MINCDataModule("streaming")
+
+
+# --- reading: the same training as from the files --------------------------------------------
+@pytest.mark.parametrize(
+    "kind, augment_on",
+    [
+        ("fashion_mnist", "device"),
+        pytest.param("fashion_mnist", "loader", marks=pytest.mark.slow),
+        pytest.param("folder", "device", marks=pytest.mark.slow),  # crops in the loader
+        pytest.param("folder", "loader", marks=pytest.mark.slow),
+    ],
+)
+def test_training_from_shards_is_bit_identical_to_training_from_files(tmp_path, kind, augment_on):
+    name, classes, size = source_data(kind, tmp_path / "src")
+    prepare(name, tmp_path / "shards", tmp_path / "src", num_workers=1, verbose=False)
+    files = module(name, tmp_path / "src", size, augment_on=augment_on)
+    shards = module("streaming", tmp_path / "shards", size, augment_on=augment_on, num_workers=2)
+    assert shards.preset == files.preset and shards.num_classes == files.num_classes
+    assert_same_weights(weights_after_steps(files, classes), weights_after_steps(shards, classes))
+
+
+def test_a_prepared_subset_is_the_subset_train_subset_takes(tmp_path):
+    name, classes, _ = source_data("fashion_mnist", tmp_path / "src")
+    prepare(name, tmp_path / "shards", tmp_path / "src", train_subset=8, verbose=False)
+    files = module(name, tmp_path / "src", None, train_subset=8)
+    shards = module("streaming", tmp_path / "shards", None)
+    assert_same_weights(weights_after_steps(files, classes), weights_after_steps(shards, classes))
+
+
+# --- a real S3 server --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """SeaweedFS on 127.0.0.1 with the test's keys in the usual AWS environment variables."""
+    with (
+        s3_server(tmp_path_factory.mktemp("seaweedfs")) as endpoint,
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        mp.setenv("AWS_ENDPOINT_URL", endpoint)
+        mp.setenv("AWS_ACCESS_KEY_ID", KEY)
+        mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket="minc")
+        yield endpoint
+
+
+@pytest.mark.slow  # a server process
+def test_training_streamed_from_s3_equals_training_from_files(tmp_path, s3):
+    name, classes, size = source_data("folder", tmp_path / "src")
+    prepare(name, tmp_path / "shards", tmp_path / "src", num_workers=1, verbose=False)
+    upload(tmp_path / "shards", "minc", "folder")
+    files = module(name, tmp_path / "src", size)
+    remote = module("streaming", "s3://minc/folder", size, num_workers=2)
+    assert remote.num_classes == 2
+    assert_same_weights(weights_after_steps(files, classes), weights_after_steps(remote, classes))
+
+
+@pytest.mark.slow  # a server process
+def test_s3_errors_name_the_bucket_the_endpoint_and_the_record(tmp_path, s3, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="bucket 'no-such-bucket' does not exist"):
+        MINCDataModule("streaming", "s3://no-such-bucket/x")
+    with pytest.raises(FileNotFoundError, match="s3://minc/absent/manifest.json does not exist"):
+        MINCDataModule("streaming", "s3://minc/absent")
+    name, _, size = source_data("fashion_mnist", tmp_path / "src")
+    prepare(name, tmp_path / "shards", tmp_path / "src", num_workers=1, verbose=False)
+    upload(tmp_path / "shards", "minc", "deleted")
+    import boto3
+
+    client = boto3.client("s3")
+    chunks = client.list_objects_v2(Bucket="minc", Prefix="deleted/train/chunk")["Contents"]
+    for chunk in chunks:
+        client.delete_object(Bucket="minc", Key=chunk["Key"])
+    dm = module("streaming", "s3://minc/deleted", size)
+    dm.setup("fit")
+    with pytest.raises(OSError, match="cannot read record 0 of s3://minc/deleted/train"):
+        dm.train_set[0]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(ConnectionError, match="127.0.0.1:9"):
+        MINCDataModule("streaming", "s3://minc/deleted")
+
+
+@pytest.mark.slow
+def test_sigkill_resume_from_s3_is_bit_exact_and_keeps_no_credentials(tmp_path, s3):
+    """Mid-epoch SIGKILL, then resume, through the CLI with 2 workers, streamed from S3: the
+    final weights equal an uninterrupted run's, and neither the checkpoint nor the logs hold the
+    secret key."""
+    from test_faults import fit_command, run
+
+    write_fashion_mnist(tmp_path / "src", n_train=64, n_test=8)
+    prepare("fashion_mnist", tmp_path / "shards", tmp_path / "src", verbose=False)
+    upload(tmp_path / "shards", "minc", "resume")
+
+    def fit(run_dir: Path, *extra: str) -> list[str]:
+        options = ["--data.dataset=streaming", "--data.num_workers=2", *extra]
+        return fit_command("s3://minc/resume", run_dir, options)
+
+    straight = run(fit(tmp_path / "straight"), tmp_path)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    crash = tmp_path / "crash.yaml"
+    crash.write_text(
+        "trainer:\n  callbacks:\n    - class_path: crash.KillAt\n"
+        "      init_args:\n        step: 11\n"
+    )
+    killed = run(fit(tmp_path / "crashed", f"--config={crash}"), tmp_path)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = run(fit(tmp_path / "crashed", "--ckpt_path=last"), tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = (
+        torch.load(tmp_path / d / "checkpoints" / "last.ckpt", weights_only=True)
+        for d in ("straight", "crashed")
+    )
+    assert a["global_step"] == b["global_step"] == 16
+    assert_same_weights(a["state_dict"], b["state_dict"])
+    for path in [*(tmp_path / "crashed").rglob("*"), *(tmp_path / "straight").rglob("*")]:
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    for done in (straight, killed, resumed):
+        assert SECRET not in done.stdout + done.stderr
+
+
+# --- processes -----------------------------------------------------------------------------
+@pytest.mark.slow
+def test_two_processes_see_every_record_once_per_epoch_in_new_parts(tmp_path):
+    """Two gloo processes over shards: each epoch's records are split without overlap and
+    without a gap, every process runs as many batches, and each process's part changes
+    between epochs. The labels are the positions, so the batches say which records they hold."""
+    root = tmp_path / "src"
+    root.mkdir()
+    images = np.random.default_rng(0).integers(0, 256, (32, 28, 28), dtype=np.uint8)
+    for prefix, n in (("train", 32), ("t10k", 4)):
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images[:n])
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n))
+    prepare("fashion_mnist", tmp_path / "shards", root, verbose=False)
+    env = dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    command = [sys.executable, str(TESTS / "ddp_shards_script.py"), str(tmp_path / "shards")]
+    done = subprocess.run(
+        [*command, str(tmp_path)], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = {r: json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)}
+    for epoch in ("0", "1"):
+        parts = [sorted(x for batch in seen[r][epoch] for x in batch) for r in (0, 1)]
+        assert sorted(parts[0] + parts[1]) == list(range(32))  # every record once
+        assert len(seen[0][epoch]) == len(seen[1][epoch]) == 4  # batches of 4 per process
+    assert seen[0]["0"] != seen[0]["1"]
