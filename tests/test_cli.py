@@ -36,8 +36,17 @@ def fixture_data(dataset: str, root: Path) -> None:
         "cifar10": lambda: write_cifar(root, "cifar10"),
         "stl10": lambda: write_stl10(root),
         "fashion_mnist": lambda: write_fashion_mnist(root),
+        "streaming": lambda: shards_of_imagenet(root),
     }
     writers[dataset]()
+
+
+def shards_of_imagenet(root: Path) -> None:
+    """ImageNet files written as shards into root, as minc-lightning-prepare writes them."""
+    from minc_lightning.prepare import prepare
+
+    write_imagenet(root / "source", per_class=2)
+    prepare("imagenet", root, root / "source", num_workers=1, verbose=False)
 
 
 def small(batch: int = 4) -> list[str]:

@@ -255,3 +255,9 @@ def test_two_processes_see_every_record_once_per_epoch_in_new_parts(tmp_path):
         assert sorted(parts[0] + parts[1]) == list(range(32))  # every record once
         assert len(seen[0][epoch]) == len(seen[1][epoch]) == 4  # batches of 4 per process
     assert seen[0]["0"] != seen[0]["1"]
+
+
+def test_without_litdata_the_error_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "litdata", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r"minc-lightning\[streaming\]"):
+        prepare("fashion_mnist", tmp_path)
