@@ -553,7 +553,15 @@ def tuned_context(comparison: dict, name: str, verdicts: list[Verdict], docs: Pa
         for k, v in base.items()
     ]
     load = load_note(runs)
+    at_edge = [cell for cell, lr in chosen.items() if lrs and lr in (lrs[0], lrs[-1])]
+    edge = (
+        f"\nThe chosen lr lies at an end of the grid in {len(at_edge)} of {len(chosen)} cells "
+        "(objective, batch): the best rate may lie beyond it."
+        if at_edge
+        else ""
+    )
     context = {
+        "edge": edge,
         "name": name,
         "runs": len(runs),
         "hours": f"{sum(r['wall_seconds'] for r in runs) / 3600:.1f}",
