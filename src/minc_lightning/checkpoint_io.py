@@ -116,8 +116,19 @@ def run_identity_of(path: Path) -> dict[str, Any] | None:
     return ckpt.get(RUN_KEY) if isinstance(ckpt, dict) else None
 
 
+# Settings added after checkpoints were first written, with the value that trains as before
+# them: a checkpoint that does not record one was written with that value.
+ADDED_SETTINGS: dict[str, Any] = {
+    "data.local_views": 0,  # multi-crop
+    "model.local_views": 0,
+    "model.local_predictor": "separate",
+}
+
+
 def identity_differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
-    """The keys whose values differ between two run identities, with both values."""
+    """The keys whose values differ between two run identities, with both values (a setting
+    added since ``theirs`` was written counts as its ``ADDED_SETTINGS`` value there)."""
+    theirs = {k: v for k, v in ADDED_SETTINGS.items() if k in ours} | theirs
     keys = sorted(set(theirs) | set(ours))
     return [
         f"{k}: {theirs.get(k, '(unset)')!r} there, {ours.get(k, '(unset)')!r} here"
