@@ -185,7 +185,7 @@ def test_module_refuses_bad_multicrop_values_by_name(kwargs, key):
     "kwargs, key",
     [
         (dict(local_views=-2), "local_views"),
-        (dict(local_size=29), "local_size"),  # Fashion-MNIST's global views are 28 px
+        (dict(local_views=2, local_size=29), "local_size"),  # the global views are 28 px
         (dict(local_size=0), "local_size"),
         (dict(local_scale=(0.0, 0.5)), "local_scale"),
         (dict(local_scale=(0.1, 1.5)), "local_scale"),

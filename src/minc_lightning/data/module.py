@@ -113,8 +113,10 @@ def default_views(
 
 
 def local_size_for(preset: Preset, image_size: int) -> int:
-    """The preset's local size at ``image_size``, in the preset's ratio to its image size."""
-    return max(1, round(preset.local_size * image_size / preset.image_size))
+    """The preset's local size at ``image_size``, in the preset's ratio to its image size
+    (ImageNet's 96/224 where the preset gives none)."""
+    side = preset.local_size or preset.image_size * 96 / 224
+    return max(1, round(side * image_size / preset.image_size))
 
 
 def default_augmentation(
@@ -285,10 +287,10 @@ class MINCDataModule(LightningDataModule):
         self.local_views = local_views
         self.local_size = local_size or local_size_for(self.preset, self.image_size)
         self.local_scale = tuple(local_scale or self.preset.local_scale)
-        if self.local_size > self.image_size:
+        if local_views and self.local_size > self.image_size:
             raise ValueError(
                 f"MINCDataModule: local_size must be at most image_size ({self.image_size}), "
-                f"got {local_size}: local views are the smaller crops"
+                f"got {self.local_size}: local views are the smaller crops"
             )
         if augmentation is not None:
             check_view_sizes(list(augmentation.transforms), local_views)

@@ -33,8 +33,9 @@ class Preset:
     solarization_prob: tuple[float, float] = (0.0, 0.2)
     stats: tuple[tuple[float, ...], tuple[float, ...]] = IMAGENET_STATS
     num_classes: int = 0
-    # multi-crop's local views: side and crop scale (SwAV's and solo-learn's ImageNet values)
-    local_size: int = 96
+    # multi-crop's local views: side (None: 96/224 of image_size, SwAV's and solo-learn's
+    # ImageNet ratio) and crop scale (their ImageNet values)
+    local_size: int | None = None
     local_scale: tuple[float, float] = (0.05, 0.14)
 
 
