@@ -5,6 +5,7 @@ order and augmentations of training from the source files, so its weights are bi
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -267,3 +268,20 @@ def test_without_litdata_the_error_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "litdata", None)  # as if it were not installed
     with pytest.raises(ImportError, match=r"minc-lightning\[streaming\]"):
         prepare("fashion_mnist", tmp_path)
+
+
+def test_a_resume_from_shards_takes_other_workers_and_refuses_other_processes(tmp_path):
+    """Workers change how fast the batches come, not which: a resume with more is taken (and
+    said). The number of processes changes each one's part: such a resume is refused, named."""
+    name, _, _ = source_data("fashion_mnist", tmp_path / "src")
+    prepare(name, tmp_path / "shards", tmp_path / "src", num_workers=1, verbose=False)
+    saved_by = module("streaming", tmp_path / "shards", None, num_workers=0)
+    saved_by.setup("fit")
+    saved = saved_by.state_dict()
+    more_workers = module("streaming", tmp_path / "shards", None, num_workers=2)
+    more_workers.setup("fit")
+    more_workers.load_state_dict(saved)  # taken
+    key = "processes (devices × nodes)"
+    other = dict(saved, stream=dict(saved["stream"], **{key: 2}))
+    with pytest.raises(ValueError, match=re.escape(f"{key} was 2, is now 1")):
+        more_workers.load_state_dict(other)
