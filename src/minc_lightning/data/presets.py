@@ -153,6 +153,21 @@ NO_BLUR = (0.0, 0.0)
 # crops of 10-35% of the image, whose native side (32-59% of the image's) brackets that size,
 # so a local view is neither much enlarged nor much shrunk.
 SMALL_LOCAL_SCALE = (0.1, 0.35)
+
+
+def cifar_preset(num_classes: int) -> Preset:
+    """CIFAR-10 and CIFAR-100: the same images, sizes and statistics."""
+    return Preset(
+        image_size=32,
+        eval_resize=32,
+        gaussian_blur=NO_BLUR,
+        stats=CIFAR_STATS,
+        num_classes=num_classes,
+        local_size=16,
+        local_scale=SMALL_LOCAL_SCALE,
+    )
+
+
 DATASETS: dict[str, DatasetEntry] = {
     # BYOL's ImageNet recipe: 224 px crops, asymmetric blur and solarisation.
     "imagenet": DatasetEntry(
@@ -168,30 +183,8 @@ DATASETS: dict[str, DatasetEntry] = {
         varied_sizes=True,
     ),
     # 32 px, no blur (blurring a 32 px image destroys it), as solo-learn and lightly do.
-    "cifar10": DatasetEntry(
-        preset=Preset(
-            image_size=32,
-            eval_resize=32,
-            gaussian_blur=NO_BLUR,
-            stats=CIFAR_STATS,
-            num_classes=10,
-            local_size=16,
-            local_scale=SMALL_LOCAL_SCALE,
-        ),
-        read=Arrays(cifar("cifar10")),
-    ),
-    "cifar100": DatasetEntry(
-        preset=Preset(
-            image_size=32,
-            eval_resize=32,
-            gaussian_blur=NO_BLUR,
-            stats=CIFAR_STATS,
-            num_classes=100,
-            local_size=16,
-            local_scale=SMALL_LOCAL_SCALE,
-        ),
-        read=Arrays(cifar("cifar100")),
-    ),
+    "cifar10": DatasetEntry(preset=cifar_preset(10), read=Arrays(cifar("cifar10"))),
+    "cifar100": DatasetEntry(preset=cifar_preset(100), read=Arrays(cifar("cifar100"))),
     "stl10": DatasetEntry(
         preset=Preset(
             image_size=96,
