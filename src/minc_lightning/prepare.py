@@ -146,6 +146,7 @@ def write(litdata: Any, **options: Any) -> None:
             os.killpg(writer.pid, signal.SIGKILL)  # whatever of the group is left
         except (ProcessLookupError, PermissionError):
             pass
+        writer.join()  # reaped
     if error is not None:
         raise RuntimeError(f"writing {options['output_dir']} failed: {error}")
 
@@ -154,15 +155,19 @@ def optimize_in_group(litdata: Any, options: dict[str, Any], send: Any) -> None:
     os.setpgrp()
     try:
         litdata.optimize(**options)
+        message, code = None, 0
     except BaseException as err:  # the parent raises it, by name
-        # litdata wraps a writer's error in the text of its traceback: its last line says it
         text = f"{type(err).__name__}: {err}"
         # litdata reports a writer's error as the text of its tracebacks: the first error line
         # after its own heading is the cause
         causes = re.findall(r"^(\w+(?:Error|Exception): .+)$", text.split("\n", 1)[-1], re.M)
-        send.send(causes[0] if causes else text)
-        raise SystemExit(1) from None
-    send.send(None)
+        message, code = causes[0] if causes else text, 1
+    send.send(message)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # at once: an ordinary exit would wait for litdata's processes, which a failure leaves
+    # blocked (the parent ends the group)
+    os._exit(code)
 
 
 def record(
