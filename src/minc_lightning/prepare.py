@@ -21,17 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
+from minc_lightning.data.module import subset_indices
 from minc_lightning.data.presets import DATASETS, Source
 from minc_lightning.data.shards import FORMAT, MANIFEST, Encoder, require_litdata
-
-
-def subset_positions(size: int, n: int | None) -> tuple[int, ...] | None:
-    """The fixed random subset ``MINCDataModule(train_subset=n)`` takes, in its order."""
-    if n is None or n >= size:
-        return None
-    return tuple(np.random.default_rng(0).permutation(size)[:n].tolist())
 
 
 def write_json(path: Path, value: dict[str, Any]) -> None:
@@ -77,7 +69,7 @@ def prepare(
         if data is None:
             print(f"{dataset} has no {split} split: nothing to write", flush=True)
             continue
-        positions = subset_positions(len(data), train_subset) if split == "train" else None
+        positions = subset_indices(len(data), train_subset) if split == "train" else None
         count = len(positions) if positions is not None else len(data)
         if classes := getattr(data, "classes", None):
             manifest.setdefault("classes", list(classes))

@@ -160,6 +160,15 @@ def check_view_sizes(views: list[Any], local_views: int) -> None:
         )
 
 
+def subset_indices(size: int, n: int | None) -> tuple[int, ...] | None:
+    """The fixed random subset of ``n`` of ``size`` images that ``train_subset`` and
+    ``val_subset`` take, in its order (None: all of them). ``minc-lightning-prepare
+    --train_subset`` writes the same one."""
+    if n is None or n >= size:
+        return None
+    return tuple(np.random.default_rng(0).permutation(size)[:n].tolist())
+
+
 def ignore_stop_signals(worker_id: int) -> None:
     """Loader workers ignore SIGTERM and SIGUSR1. A scheduler signals the whole process group;
     a worker that died of it would fail the training process before it writes the checkpoint
@@ -339,10 +348,8 @@ class MINCDataModule(LightningDataModule):
 
     @staticmethod
     def _subset(dataset: Dataset, n: int | None) -> Dataset:
-        if n is None or n >= len(dataset):
-            return dataset
-        indices = np.random.default_rng(0).permutation(len(dataset))[:n]
-        return Subset(dataset, indices.tolist())
+        indices = subset_indices(len(dataset), n)
+        return dataset if indices is None else Subset(dataset, list(indices))
 
     @property
     def train_transform(self) -> MultiViewTransform | LoaderViews:
