@@ -49,6 +49,27 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+def straight_killed_resumed(fit, tmp_path: Path) -> list[subprocess.CompletedProcess]:
+    """Two epochs of 8 steps straight (run folder "straight"), then killed by SIGKILL at step 11
+    (in the middle of the second epoch, its last checkpoint with it) and resumed (folder
+    "crashed"); ``fit(run_dir, *extra)`` is the command line."""
+    straight = run(fit(tmp_path / "straight"), tmp_path)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    crash_cfg = tmp_path / "crash.yaml"
+    crash_cfg.write_text(
+        "trainer:\n  callbacks:\n    - class_path: crash.KillAt\n"
+        "      init_args:\n        step: 11\n"
+    )
+    killed = run(fit(tmp_path / "crashed", f"--config={crash_cfg}"), tmp_path)
+    assert killed.returncode == -signal.SIGKILL
+    last = tmp_path / "crashed" / "checkpoints" / "last.ckpt"
+    step = torch.load(last, weights_only=True)["global_step"]
+    assert 8 < step < 16  # the last checkpoint is in the middle of the second epoch
+    resumed = run(fit(tmp_path / "crashed", "--ckpt_path=last"), tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return [straight, killed, resumed]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "augment_on, workers, local_views",
@@ -73,24 +94,9 @@ def test_sigkill_mid_epoch_then_resume_is_bit_exact(tmp_path, augment_on, worker
         ]
         return fit_command(data, run_dir, [*options, *extra])
 
-    straight = run(fit(tmp_path / "straight"), tmp_path)
-    assert straight.returncode == 0, straight.stderr[-3000:]
-
-    crash_cfg = tmp_path / "crash.yaml"
-    crash_cfg.write_text(
-        "trainer:\n  callbacks:\n    - class_path: crash.KillAt\n"
-        "      init_args:\n        step: 11\n"
-    )
-    killed = run(fit(tmp_path / "crashed", f"--config={crash_cfg}"), tmp_path)
-    assert killed.returncode == -signal.SIGKILL
-    last = tmp_path / "crashed" / "checkpoints" / "last.ckpt"
-    step = torch.load(last, weights_only=True)["global_step"]
-    assert 8 < step < 16  # the last checkpoint is in the middle of the second epoch
-
-    resumed = run(fit(tmp_path / "crashed", "--ckpt_path=last"), tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight_killed_resumed(fit, tmp_path)
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=True)
-    b = torch.load(last, weights_only=True)
+    b = torch.load(tmp_path / "crashed" / "checkpoints" / "last.ckpt", weights_only=True)
     assert a["global_step"] == b["global_step"] == 16
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for name in a["state_dict"]:
