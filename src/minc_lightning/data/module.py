@@ -347,8 +347,8 @@ class MINCDataModule(LightningDataModule):
         return self.entry.read(self.source, split, transform)
 
     @staticmethod
-    def _subset(dataset: Dataset, n: int | None) -> Dataset:
-        indices = subset_indices(len(dataset), n)
+    def _subset(dataset: Dataset | None, n: int | None) -> Dataset | None:
+        indices = None if dataset is None else subset_indices(len(dataset), n)
         return dataset if indices is None else Subset(dataset, list(indices))
 
     @property
