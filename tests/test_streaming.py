@@ -156,6 +156,7 @@ def s3(tmp_path_factory):
         mp.setenv("AWS_ACCESS_KEY_ID", KEY)
         mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
         mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.setenv("MINC_LIGHTNING_SHARD_CACHE", str(tmp_path_factory.mktemp("shard_cache")))
         import boto3
 
         boto3.client("s3").create_bucket(Bucket="minc")
@@ -195,6 +196,57 @@ def test_s3_errors_name_the_bucket_the_endpoint_and_the_record(tmp_path, s3, mon
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(ConnectionError, match="127.0.0.1:9"):
         MINCDataModule("streaming", "s3://minc/deleted")
+
+
+def read_every_record(root: str, start, out) -> None:
+    """One reader process: open the prefix's training split when every reader is ready, and
+    send back each record's image bytes (or the error)."""
+    try:
+        dm = module("streaming", root, None)
+        dm.setup("fit")
+        start.wait(timeout=60)
+        records = dm.train_set.records
+        out.put([bytes(records[p]["image"]) for p in range(len(records))])
+    except Exception as err:
+        out.put(f"{type(err).__name__}: {err}")
+
+
+@pytest.mark.slow  # a server process
+def test_processes_opening_a_prepared_again_prefix_together_read_its_new_records(tmp_path, s3):
+    """A prefix prepared again (a new version at the same URL) and opened by six processes at
+    once, as loader workers and DDP processes open it: each reads the new version's records,
+    and none deletes files of the version read before (litdata's own cache, keyed by the URL,
+    deletes a URL's older version as each process opens the newer one)."""
+    cache = Path(os.environ["MINC_LIGHTNING_SHARD_CACHE"])
+    write_fashion_mnist(tmp_path / "v1", n_train=16, n_test=4)
+    prepare("fashion_mnist", tmp_path / "s1", tmp_path / "v1", verbose=False)
+    upload(tmp_path / "s1", "minc", "versions")
+    old = module("streaming", "s3://minc/versions", None)
+    old.setup("fit")
+    old.train_set[15]
+    cached = sorted(p for p in cache.rglob("*") if p.is_file())
+    assert cached, f"the first version is not cached under {cache}"
+
+    write_fashion_mnist(tmp_path / "v2", n_train=20, n_test=4)
+    prepare("fashion_mnist", tmp_path / "s2", tmp_path / "v2", verbose=False)
+    upload(tmp_path / "s2", "minc", "versions")
+    from litdata import StreamingDataset
+
+    local = StreamingDataset(str(tmp_path / "s2" / "train"))
+    expected = [bytes(local[p]["image"]) for p in range(20)]
+    fork = multiprocessing.get_context("fork")
+    start, out = fork.Barrier(6), fork.Queue()
+    readers = [
+        fork.Process(target=read_every_record, args=("s3://minc/versions", start, out))
+        for _ in range(6)
+    ]
+    for reader in readers:
+        reader.start()
+    results = [out.get(timeout=120) for _ in readers]
+    for reader in readers:
+        reader.join(timeout=30)
+    assert all(result == expected for result in results), [r for r in results if isinstance(r, str)]
+    assert all(path.is_file() for path in cached)
 
 
 @pytest.mark.slow

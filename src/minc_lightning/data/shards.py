@@ -18,6 +18,7 @@ litdata#775) are not used.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -100,6 +101,20 @@ def read_text(root: str, name: str) -> str:
         ) from err
 
 
+def shard_cache(root: str, split: str) -> str:
+    """The local folder that holds the chunks read from a remote split: one per prepared
+    version, named by the hash of its ``index.json`` (under ``MINC_LIGHTNING_SHARD_CACHE``, by
+    default ``~/.cache/minc-lightning/shards``).
+
+    litdata's default keys its cache by the URL alone and deletes a URL's older version when a
+    process opens a newer one: the loader workers and DDP processes that open a re-prepared
+    prefix together then delete files under one another. A folder per version is never
+    deleted by a reader; a version no run reads any more may be deleted by hand."""
+    index = read_text(split_dir(root, split), "index.json")
+    base = os.environ.get("MINC_LIGHTNING_SHARD_CACHE", "~/.cache/minc-lightning/shards")
+    return str(Path(base).expanduser() / hashlib.sha256(index.encode()).hexdigest()[:32])
+
+
 def read_manifest(root: str) -> dict[str, Any]:
     manifest = json.loads(read_text(root, MANIFEST))
     if manifest.get("format") != FORMAT:
@@ -177,6 +192,7 @@ class ShardImages(Dataset):
         gone = set(skipped)
         self.positions = [p for p in range(count) if p not in gone]
         self.transform = transform
+        self.cache_dir = shard_cache(root, split) if remote(root) else None
         self._records = None  # opened in each process that reads (loader workers)
 
     def __len__(self) -> int:
@@ -188,7 +204,9 @@ class ShardImages(Dataset):
             from litdata import StreamingDataset
 
             self._records = StreamingDataset(
-                split_dir(self.root, self.split), storage_options=storage_options()
+                split_dir(self.root, self.split),
+                cache_dir=self.cache_dir,
+                storage_options=storage_options(),
             )
         return self._records
 
