@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -133,7 +134,11 @@ def write(litdata: Any, **options: Any) -> None:
     except EOFError:
         error = f"the writer process ended (exit code {writer.exitcode})"
     finally:
-        writer.join(timeout=60)
+        # the writer's own exit, not join(): litdata's processes hold join's pipe open until
+        # they are ended, and a failed run leaves them blocked
+        deadline = time.monotonic() + 60
+        while writer.exitcode is None and time.monotonic() < deadline:
+            time.sleep(0.05)
         try:
             os.killpg(writer.pid, signal.SIGKILL)  # whatever of the group is left
         except (ProcessLookupError, PermissionError):
