@@ -92,7 +92,7 @@ def s3_server(folder: Path) -> Iterator[str]:
     finally:
         server.terminate()
         try:
-            server.wait(timeout=20)
+            server.wait(timeout=3)  # its data is thrown away: no need to wait for a clean stop
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
