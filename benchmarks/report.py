@@ -16,6 +16,7 @@ import platform
 import re
 from collections import defaultdict
 from pathlib import Path
+from statistics import mean
 from string import Template
 
 import matplotlib
@@ -881,7 +882,11 @@ def claims_context(verdicts: list[Verdict]) -> dict | None:
 
 
 README = ROOT / "README.md"
-CLAIMS_BLOCK = re.compile(r"(<!-- claims:start -->\n).*?(<!-- claims:end -->)", re.S)
+
+
+def readme_block(name: str) -> re.Pattern:
+    """A generated block of the README: its ``name`` markers and what lies between them."""
+    return re.compile(rf"(<!-- {name}:start -->\n)(.*?)(<!-- {name}:end -->)", re.S)
 
 
 def readme_claims(verdicts: list[Verdict]) -> str:
@@ -891,13 +896,48 @@ def readme_claims(verdicts: list[Verdict]) -> str:
     return table(["claim", "evidence", "verdict"], "lll", rows) + "\n"
 
 
+def readme_budget(ev: Evidence, verdicts: list[Verdict], config: str = "quickstart") -> str:
+    """The README's sentences on the objectives at the quickstart's budget, each objective at
+    its own lr: the mean linear top-1 of every cell and the verdicts, as docs/results.md has
+    them."""
+    evidence = f"{budget(config)}, {TUNED}"
+    by_cell = cells(tuned_rows(ev.tuned.get(config, {}), evidence))
+    if not by_cell:
+        return "No run of the objectives at the quickstart's budget has been reported yet.\n"
+    names = {"minc": "MINC", "spectral": "SCL", "byol": "BYOL"}
+    figures = "; ".join(
+        f"batch {b}: "
+        + ", ".join(
+            f"{names.get(o, o)} {100 * mean(r['linear'] for r in by_cell[(o, b)]):.2f}%"
+            + f" ({len(by_cell[(o, b)])} seed{'s' * (len(by_cell[(o, b)]) > 1)})"
+            for o in OBJECTIVES
+            if (o, b) in by_cell
+        )
+        for b in sorted({b for _, b in by_cell}, reverse=True)
+    )
+    judged = [v for v in verdicts if v.evidence == evidence and v.metric == "linear"]
+    lines = [
+        "At this budget, with the learning rate chosen per objective and batch size on a "
+        "selection seed and the moving averages by the EMA rule "
+        f"(`benchmarks/objectives_at_budget.py`), the mean linear top-1 is: {figures}.",
+        *(f"- {v.line()}" for v in judged),
+    ]
+    if not judged:
+        lines.append("No verdict until every objective has a reported seed.")
+    return "\n".join(lines) + "\n"
+
+
+def write_readme_block(readme: Path, name: str, text: str) -> None:
+    """Replace what lies between the README's two ``name`` markers with ``text``."""
+    block, old = readme_block(name), readme.read_text()
+    if not block.search(old):
+        raise SystemExit(f"{readme} has no <!-- {name}:start --> ... <!-- {name}:end --> block")
+    readme.write_text(block.sub(lambda m: m.group(1) + text + m.group(3), old))
+
+
 def write_readme_claims(verdicts: list[Verdict], readme: Path = README) -> None:
     """Replace the README's generated block (between its two ``claims`` markers)."""
-    text = readme.read_text()
-    if not CLAIMS_BLOCK.search(text):
-        raise SystemExit(f"{readme} has no <!-- claims:start --> ... <!-- claims:end --> block")
-    new = CLAIMS_BLOCK.sub(lambda m: m.group(1) + readme_claims(verdicts) + m.group(2), text)
-    readme.write_text(new)
+    write_readme_block(readme, "claims", readme_claims(verdicts))
 
 
 def write_report(
@@ -954,7 +994,8 @@ def write_report(
     print(f"wrote {docs / 'results.md'}")
     if readme is not None:
         write_readme_claims(verdicts, readme)
-        print(f"wrote the claims block of {readme}")
+        write_readme_block(readme, "budget", readme_budget(ev, verdicts))
+        print(f"wrote the claims and budget blocks of {readme}")
 
 
 def load(path: Path) -> dict:
