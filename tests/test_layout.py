@@ -4,6 +4,7 @@ the old module paths resolve, with a warning that names the new one."""
 from __future__ import annotations
 
 import importlib
+import re
 import shutil
 from pathlib import Path
 
@@ -98,3 +99,18 @@ def test_an_old_checkpoint_loads_for_evaluation(old_run):
     model = model_from_checkpoint(ckpt)
     saved = torch.load(ckpt, weights_only=True)["state_dict"]
     assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
+
+
+def test_every_test_docs_reliability_names_exists():
+    """docs/reliability.md makes no promise without a test: each test it names is defined."""
+    root = Path(__file__).parents[1]
+    defined = {
+        m.group(1)
+        for path in (root / "tests").glob("test_*.py")
+        for m in re.finditer(r"^def (test_\w+)", path.read_text(), re.M)
+    }
+    named = set(
+        re.findall(r"(test_\w+)(?:\[[^\]]*\])?`", (root / "docs/reliability.md").read_text())
+    )
+    assert named, "docs/reliability.md names no test"
+    assert named <= defined, sorted(named - defined)
