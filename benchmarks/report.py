@@ -905,14 +905,14 @@ def readme_budget(ev: Evidence, verdicts: list[Verdict], config: str = "quicksta
     if not by_cell:
         return "No run of the objectives at the quickstart's budget has been reported yet.\n"
     names = {"minc": "MINC", "spectral": "SCL", "byol": "BYOL"}
+
+    def cell(o: str, rows: list[Row]) -> str:
+        seeds = f"{len(rows)} seed{'s' * (len(rows) > 1)}"
+        return f"{names.get(o, o)} {100 * mean(r['linear'] for r in rows):.2f}% ({seeds})"
+
     figures = "; ".join(
         f"batch {b}: "
-        + ", ".join(
-            f"{names.get(o, o)} {100 * mean(r['linear'] for r in by_cell[(o, b)]):.2f}%"
-            + f" ({len(by_cell[(o, b)])} seed{'s' * (len(by_cell[(o, b)]) > 1)})"
-            for o in OBJECTIVES
-            if (o, b) in by_cell
-        )
+        + ", ".join(cell(o, by_cell[(o, b)]) for o in OBJECTIVES if (o, b) in by_cell)
         for b in sorted({b for _, b in by_cell}, reverse=True)
     )
     judged = [v for v in verdicts if v.evidence == evidence and v.metric == "linear"]
@@ -933,11 +933,6 @@ def write_readme_block(readme: Path, name: str, text: str) -> None:
     if not block.search(old):
         raise SystemExit(f"{readme} has no <!-- {name}:start --> ... <!-- {name}:end --> block")
     readme.write_text(block.sub(lambda m: m.group(1) + text + m.group(3), old))
-
-
-def write_readme_claims(verdicts: list[Verdict], readme: Path = README) -> None:
-    """Replace the README's generated block (between its two ``claims`` markers)."""
-    write_readme_block(readme, "claims", readme_claims(verdicts))
 
 
 def write_report(
@@ -993,7 +988,7 @@ def write_report(
     (docs / "results.md").write_text(text + "\n")
     print(f"wrote {docs / 'results.md'}")
     if readme is not None:
-        write_readme_claims(verdicts, readme)
+        write_readme_block(readme, "claims", readme_claims(verdicts))
         write_readme_block(readme, "budget", readme_budget(ev, verdicts))
         print(f"wrote the claims and budget blocks of {readme}")
 
