@@ -14,7 +14,7 @@ from helpers import TwoViewToy, tiny_module, trainer
 from lightly.transforms import BYOLView1Transform, BYOLView2Transform
 from lightly.transforms.multi_view_transform import MultiViewTransform
 from torch.utils.data import DataLoader
-from two_view_steps import RECORD, RUNS, train_steps
+from two_view_steps import RECORD, RUNS, TOLERANCE, machine, relative_difference, train_steps
 
 from minc_lightning.baselines import byol_loss
 from minc_lightning.data import MINCDataModule
@@ -35,15 +35,27 @@ def multicrop_module(**kwargs):
 
 
 # --- the module ------------------------------------------------------------------------------
-def test_two_views_train_bit_identical_to_before_multicrop(tmp_path):
+def test_two_views_train_as_before_multicrop(tmp_path):
     """local_views=0: the weights after three steps on both data paths, for fixed-size images
-    and image folders, equal those recorded before multi-crop existed, bit for bit."""
-    record = torch.load(RECORD, weights_only=True)
-    for name in RUNS:
-        state = train_steps(name, tmp_path / name)
-        assert state.keys() == record[name].keys(), name
-        for key, value in state.items():
-            assert torch.equal(value, record[name][key]), (name, key)
+    and image folders, equal those recorded before multi-crop existed: bit for bit on a machine
+    in the record, within float rounding (``TOLERANCE``) on another CPU, a bound that an lr
+    twice as large (as a loss averaged over half its pairs would give) exceeds."""
+    records = torch.load(RECORD, weights_only=True)
+    states = {name: train_steps(name, tmp_path / name) for name in RUNS}
+    for name, state in states.items():
+        for record in records.values():
+            assert state.keys() == record[name].keys(), name
+    if machine() in records:
+        for name, state in states.items():
+            for key, value in state.items():
+                assert torch.equal(value, records[machine()][name][key]), (name, key)
+    else:
+        for name, state in states.items():
+            closest = min(relative_difference(state, r[name]) for r in records.values())
+            assert closest < TOLERANCE, (name, closest)
+    doubled = train_steps("fashion_mnist_device", tmp_path / "doubled", lr=1.0)
+    for record in records.values():
+        assert relative_difference(doubled, record["fashion_mnist_device"]) > 10 * TOLERANCE
 
 
 def pairs_by_hand(model, views):
