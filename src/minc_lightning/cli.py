@@ -65,6 +65,13 @@ def check_writable(directory: str | Path, what: str) -> None:
 
 
 class MINCLightningCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """``fit`` and ``validate`` only: MINCModule has no ``test_step`` and no ``forward`` for
+        ``predict``, so Lightning's ``test`` and ``predict`` could only fail after loading
+        everything (and each subcommand's parser costs a quarter second to build)."""
+        return {k: v for k, v in LightningCLI.subcommands().items() if k in ("fit", "validate")}
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.batch_size", "model.batch_size")  # the lr scales with it

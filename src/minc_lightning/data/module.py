@@ -455,7 +455,11 @@ class MINCDataModule(LightningDataModule):
         """Refuse, before training, a resume whose batches would differ from the checkpoint's
         (naming each key and both values); log what differs without changing them; keep the
         position in the epoch for the loader. (Lightning restores a loader's own state only
-        when it resumes inside an epoch, not from a checkpoint written at the epoch's end.)"""
+        when it resumes inside an epoch, not from a checkpoint written at the epoch's end.)
+        Outside ``fit`` (``validate`` from a checkpoint) no training batch is drawn: nothing to
+        keep or check."""
+        if self.trainer is not None and self.trainer.state.fn != "fit":
+            return
         self._resume_position = state.get("position")
         before, now = state.get("stream", {}), self.stream()
         changed = [k for k in before if k in now and before[k] != now[k]]
