@@ -34,6 +34,6 @@ lint: install
 test: install data lint
 	$(PY) -m pytest
 
-# the tests that start no fresh Python process (signals, kills, DDP, the GPU check's dry run)
+# the tests that start no other process (signals, kills, DDP, shard writers, servers, the GPU check)
 test-fast: install data
 	$(PY) -m pytest -m "not slow"

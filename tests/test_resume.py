@@ -71,10 +71,11 @@ def test_resume_with_other_workers_is_accepted_and_said(tmp_path, data, caplog):
 
 
 class Slow(Callback):
-    """A step of at least 0.3 s, so that max_time stops the run inside its first epoch."""
+    """A step of at least 0.5 s, so that max_time (1 s) stops the run inside its first epoch of
+    4 steps."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        time.sleep(0.3)
+        time.sleep(0.5)
 
 
 def test_run_stopped_by_max_time_resumes_the_rest_of_its_epoch(tmp_path, data, monkeypatch):

@@ -25,6 +25,8 @@ TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS.parent / "benchmarks"))
 from object_store import KEY, SECRET, s3_server, upload, weed  # noqa: E402
 
+PREPARES = pytest.mark.slow  # prepare() writes shards in a forked process with litdata's workers
+
 
 def source_data(kind: str, root: Path) -> tuple[str, int, int | None]:
     """(dataset name, classes, image size) of a small source written under root."""
@@ -54,6 +56,7 @@ def module(dataset: str, root, size: int | None, **kwargs) -> MINCDataModule:
 
 
 # --- writing -----------------------------------------------------------------------------------
+@PREPARES
 def test_prepare_writes_each_split_once_with_its_manifest(tmp_path, capsys):
     name, _, _ = source_data("folder", tmp_path / "src")
     manifest = prepare(name, tmp_path / "shards", tmp_path / "src", num_workers=1, verbose=False)
@@ -69,6 +72,7 @@ def test_prepare_writes_each_split_once_with_its_manifest(tmp_path, capsys):
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "shards").rglob("*.bin")} == chunks
 
 
+@PREPARES
 def test_an_interrupted_prepare_continues_without_losing_or_repeating_records(tmp_path):
     """The run stops at an unreadable file (the first run's interruption); once the file is
     mended, the same command finishes the split and every position holds its own record."""
@@ -89,6 +93,7 @@ def test_an_interrupted_prepare_continues_without_losing_or_repeating_records(tm
     assert records[15]["image"] == good
 
 
+@PREPARES
 def test_unreadable_files_stop_the_run_by_name_or_are_listed_and_left_out(tmp_path):
     name, _, size = source_data("folder", tmp_path / "src")
     broken = tmp_path / "src" / "train" / "a" / "img_3.JPEG"
@@ -116,10 +121,10 @@ def test_a_missing_manifest_or_split_is_named(tmp_path):
 @pytest.mark.parametrize(
     "kind, augment_on",
     [
-        ("fashion_mnist", "device"),
-        pytest.param("fashion_mnist", "loader", marks=pytest.mark.slow),
-        pytest.param("folder", "device", marks=pytest.mark.slow),  # crops in the loader
-        pytest.param("folder", "loader", marks=pytest.mark.slow),
+        pytest.param("fashion_mnist", "device", marks=PREPARES),
+        pytest.param("fashion_mnist", "loader", marks=PREPARES),
+        pytest.param("folder", "device", marks=PREPARES),  # crops in the loader
+        pytest.param("folder", "loader", marks=PREPARES),
     ],
 )
 def test_training_from_shards_is_bit_identical_to_training_from_files(tmp_path, kind, augment_on):
@@ -131,6 +136,7 @@ def test_training_from_shards_is_bit_identical_to_training_from_files(tmp_path, 
     assert_same_weights(weights_after_steps(files, classes), weights_after_steps(shards, classes))
 
 
+@PREPARES
 def test_a_prepared_subset_is_the_subset_train_subset_takes(tmp_path):
     name, classes, _ = source_data("fashion_mnist", tmp_path / "src")
     prepare(name, tmp_path / "shards", tmp_path / "src", train_subset=8, verbose=False)
@@ -311,6 +317,7 @@ def test_without_litdata_the_error_names_the_extra(monkeypatch, tmp_path):
         prepare("fashion_mnist", tmp_path)
 
 
+@PREPARES
 def test_a_resume_from_shards_takes_other_workers_and_refuses_other_processes(tmp_path):
     """Workers change how fast the batches come, not which: a resume with more is taken (and
     said). The number of processes changes each one's part: such a resume is refused, named."""
