@@ -426,6 +426,22 @@ def multicrop_groups(result: dict) -> dict[tuple[str, int, str], list[dict]]:
 HEADS = {"separate": "a separate local predictor", "shared": "one shared predictor"}
 
 
+def better_local_predictor(result: dict) -> tuple[str, dict[str, float]] | None:
+    """The predictor the multi-crop runs measure better, by the stated rule: the higher mean
+    linear top-1 over every multi-crop run at equal epochs (2 and 4 local views, every seed),
+    with each predictor's mean; None until both predictors have runs."""
+    groups = multicrop_groups(result)
+    means = {}
+    for head in HEADS:
+        runs = [
+            r for (b, n, h), rs in groups.items() if b == "epochs" and n and h == head for r in rs
+        ]
+        if not runs:
+            return None
+        means[head] = float(np.mean([r["linear"] for r in runs]))
+    return max(means, key=means.get), means
+
+
 def multicrop_evidence(name: str) -> str:
     return f"{budget(name)}, multi-crop"
 

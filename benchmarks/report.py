@@ -10,6 +10,7 @@ fills the template; a section appears only when its benchmark has results.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import platform
@@ -31,6 +32,7 @@ from claims import (  # noqa: E402
     Evidence,
     Verdict,
     baselines,
+    better_local_predictor,
     finals_by_rate,
     find,
     judge_all,
@@ -47,6 +49,7 @@ from objectives_at_budget import chosen_lrs  # noqa: E402
 from rows import SHORT, Row, accuracy_rows, budget, cells, exact_rows, sweep_rows, values  # noqa: E402
 from verdicts import CHANCE, VARIANCE_FACTOR  # noqa: E402
 
+from minc_lightning.module import MINCModule  # noqa: E402
 from minc_lightning.objectives import OBJECTIVES  # noqa: E402
 
 TEMPLATE = DATA / "results.template.md"
@@ -636,7 +639,26 @@ def multicrop_context(result: dict, name: str, verdicts: list[Verdict], docs: Pa
         "table": table(header, "lrrrrrr", rows),
         "figure": saved(multicrop_figure(groups), docs, f"multicrop_{name}.png"),
         "verdicts": bullets(mine, prefix=True) or "No verdict until a comparison has both groups.",
+        "default": default_predictor_note(result),
     }
+
+
+def default_predictor_note(result: dict) -> str:
+    """Which predictor the runs measure better (``claims.better_local_predictor``'s rule) and
+    whether the module's default is that one."""
+    default = inspect.signature(MINCModule).parameters["local_predictor"].default
+    measured = better_local_predictor(result)
+    if measured is None:
+        return f"`MINCModule`'s default `local_predictor` is `{default}`; not yet measured."
+    better, means = measured
+    numbers = ", ".join(f"{head} {100 * m:.2f}" for head, m in means.items())
+    agrees = "is that one" if default == better else f"is `{default}`, not that one"
+    return (
+        f"Rule for the default: the predictor with the higher mean linear top-1 over every "
+        f"multi-crop run at equal epochs ({numbers}) is `{better}`; `MINCModule`'s default "
+        f"`local_predictor` {agrees}. Whether the difference exceeds seed noise is the 2-SE "
+        "verdict above."
+    )
 
 
 def multicrop_figure(groups: dict) -> plt.Figure:

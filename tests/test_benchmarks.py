@@ -1,5 +1,6 @@
 """The exact benchmark's mathematics, and report verdicts that follow the numbers they are fed."""
 
+import inspect
 import json
 import math
 import re
@@ -612,6 +613,35 @@ def test_multicrop_verdicts_follow_the_numbers(tmp_path):
     assert "| 2 local, separate predictors | 3 |" in context["table"]
     assert "**does not hold** (70.33 ± 0.58 vs 80.33 ± 0.58)" in context["verdicts"]
     assert (tmp_path / "multicrop_quickstart.png").is_file()
+
+
+def test_the_better_local_predictor_is_the_higher_mean_over_every_multicrop_run():
+    result = multicrop_runs(
+        {
+            ("epochs", 0, "none"): [0.99, 0.99],  # two views and time-matched runs do not count
+            ("time of 2 local views", 0, "none"): [0.99],
+            ("epochs", 2, "separate"): [0.80, 0.82],
+            ("epochs", 4, "separate"): [0.70],  # mean of the three runs: 0.7733
+            ("epochs", 2, "shared"): [0.75, 0.75],
+            ("epochs", 4, "shared"): [0.80],  # 0.7667
+        }
+    )
+    better, means = claims.better_local_predictor(result)
+    assert better == "separate"
+    assert means == pytest.approx({"separate": 0.77333, "shared": 0.76667}, abs=1e-5)
+    note = report.default_predictor_note(result)
+    assert "separate 77.33, shared 76.67) is `separate`" in note
+    assert claims.better_local_predictor(multicrop_runs({("epochs", 2, "shared"): [0.8]})) is None
+
+
+def test_the_module_default_predictor_is_the_one_the_committed_runs_measure_better():
+    """The default of ``local_predictor`` follows the benchmark: changing either without the
+    other fails here."""
+    from minc_lightning.module import MINCModule
+
+    result = json.loads((report.DATA / "multicrop_quickstart.json").read_text())
+    better, _ = claims.better_local_predictor(result)
+    assert inspect.signature(MINCModule).parameters["local_predictor"].default == better
 
 
 def test_time_matched_steps_buy_the_multicrop_runs_seconds_at_the_two_view_pace():

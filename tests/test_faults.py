@@ -91,6 +91,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_exact(tmp_path, augment_on, worker
             f"--data.augment_on={augment_on}",
             f"--data.num_workers={workers}",
             f"--data.local_views={local_views}",
+            "--model.local_predictor=separate",  # a predictor of its own to resume as well
         ]
         return fit_command(data, run_dir, [*options, *extra])
 

@@ -282,3 +282,23 @@ def test_processes_under_ddp_draw_different_local_crops(tmp_path):
     assert rank_0.shape == rank_1.shape and rank_0.shape[:2] == (4, 4)  # 2 global + 2 local
     boxes_0, boxes_1 = rank_0[:, 2:, :4].flatten(1), rank_1[:, 2:, :4].flatten(1)
     assert not (boxes_0[:, None] == boxes_1[None]).all(-1).any()
+
+
+def test_the_local_predictor_without_local_views_does_not_make_another_run():
+    """A two-view run's checkpoint (written before multi-crop, or with the other default) is the
+    same run whatever local_predictor says, since no local predictor exists; with local views
+    it is another run."""
+    from minc_lightning.checkpoint_io import identity_differences
+
+    before_multicrop = {"model.alpha": 0.1}
+    for predictor in ("separate", "shared"):
+        ours = {"model.alpha": 0.1, "model.local_views": 0, "model.local_predictor": predictor}
+        assert identity_differences(before_multicrop, ours) == []
+        other = dict(
+            ours, **{"model.local_predictor": "shared" if predictor == "separate" else "separate"}
+        )
+        assert identity_differences(other, ours) == []
+    two_local = {"model.local_views": 2, "model.local_predictor": "separate"}
+    assert identity_differences(
+        two_local, dict(two_local, **{"model.local_predictor": "shared"})
+    ) == ["model.local_predictor: 'separate' there, 'shared' here"]

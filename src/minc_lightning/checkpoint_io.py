@@ -125,15 +125,26 @@ ADDED_SETTINGS: dict[str, Any] = {
 }
 
 
+# Settings that change nothing while another setting has a given value: the local views'
+# predictor without local views (no local predictor is built), whatever either side's default.
+INERT_UNLESS: dict[str, tuple[str, Any]] = {"model.local_predictor": ("model.local_views", 0)}
+
+
 def identity_differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
     """The keys whose values differ between two run identities, with both values (a setting
-    added since ``theirs`` was written counts as its ``ADDED_SETTINGS`` value there)."""
+    added since ``theirs`` was written counts as its ``ADDED_SETTINGS`` value there; a setting
+    that is inert on both sides, ``INERT_UNLESS``, differs in nothing)."""
     theirs = {k: v for k, v in ADDED_SETTINGS.items() if k in ours} | theirs
+
+    def inert(key: str) -> bool:
+        other, value = INERT_UNLESS.get(key, (None, None))
+        return other is not None and theirs.get(other) == ours.get(other) == value
+
     keys = sorted(set(theirs) | set(ours))
     return [
         f"{k}: {theirs.get(k, '(unset)')!r} there, {ours.get(k, '(unset)')!r} here"
         for k in keys
-        if theirs.get(k) != ours.get(k)
+        if theirs.get(k) != ours.get(k) and not inert(k)
     ]
 
 

@@ -87,8 +87,9 @@ class MINCModule(LightningModule):
         on_nonfinite: "skip" or "raise" at a non-finite loss or gradient (``nonfinite.py``).
         local_views: local views per image in each training batch after the two global ones
             (multi-crop; the CLI links it to ``data.local_views``). Not for "spectral".
-        local_predictor: with local views, "separate": the local views have their own predictor
-            (MULAN, arXiv 2602.05845), "shared": one predictor for every view.
+        local_predictor: with local views, "shared": one predictor for every view (the default:
+            better at the quickstart's budget, ``benchmarks/multicrop.py``), "separate": the local
+            views have their own predictor (MULAN, arXiv 2602.05845).
     """
 
     def __init__(
@@ -116,7 +117,7 @@ class MINCModule(LightningModule):
         probe_lr: float = 0.1,
         on_nonfinite: Literal["skip", "raise"] = "skip",
         local_views: int = 0,
-        local_predictor: Literal["separate", "shared"] = "separate",
+        local_predictor: Literal["separate", "shared"] = "shared",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=None if built_by_cli() else ["backbone"])  # not objects
