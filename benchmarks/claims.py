@@ -426,6 +426,11 @@ def multicrop_groups(result: dict) -> dict[tuple[str, int, str], list[dict]]:
 HEADS = {"separate": "a separate local predictor", "shared": "one shared predictor"}
 
 
+def default_local_predictor() -> str:
+    """``MINCModule``'s default ``local_predictor``: what a user gets without choosing."""
+    return inspect.signature(MINCModule).parameters["local_predictor"].default
+
+
 def better_local_predictor(result: dict) -> tuple[str, dict[str, float]] | None:
     """The predictor the multi-crop runs measure better, by the stated rule: the higher mean
     linear top-1 over every multi-crop run at equal epochs (2 and 4 local views, every seed),
@@ -451,7 +456,7 @@ def judge_multicrop(result: dict, name: str) -> list[Verdict]:
     and separate against shared predictors at equal epochs, by the 2-SE rule on each metric.
     The table shows the linear verdicts of the module's default predictor and the predictor
     comparison; a comparison lacking a group is left out (not measured yet)."""
-    default = inspect.signature(MINCModule).parameters["local_predictor"].default
+    default = default_local_predictor()
     groups = multicrop_groups(result)
     evidence = multicrop_evidence(name)
     out = []

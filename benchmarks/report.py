@@ -10,7 +10,6 @@ fills the template; a section appears only when its benchmark has results.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import platform
@@ -33,6 +32,7 @@ from claims import (  # noqa: E402
     Verdict,
     baselines,
     better_local_predictor,
+    default_local_predictor,
     finals_by_rate,
     find,
     judge_all,
@@ -49,7 +49,6 @@ from objectives_at_budget import chosen_lrs  # noqa: E402
 from rows import SHORT, Row, accuracy_rows, budget, cells, exact_rows, sweep_rows, values  # noqa: E402
 from verdicts import CHANCE, VARIANCE_FACTOR  # noqa: E402
 
-from minc_lightning.module import MINCModule  # noqa: E402
 from minc_lightning.objectives import OBJECTIVES  # noqa: E402
 
 TEMPLATE = DATA / "results.template.md"
@@ -646,7 +645,7 @@ def multicrop_context(result: dict, name: str, verdicts: list[Verdict], docs: Pa
 def default_predictor_note(result: dict) -> str:
     """Which predictor the runs measure better (``claims.better_local_predictor``'s rule) and
     whether the module's default is that one."""
-    default = inspect.signature(MINCModule).parameters["local_predictor"].default
+    default = default_local_predictor()
     measured = better_local_predictor(result)
     if measured is None:
         return f"`MINCModule`'s default `local_predictor` is `{default}`; not yet measured."

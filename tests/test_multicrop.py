@@ -45,10 +45,10 @@ def test_two_views_train_as_before_multicrop(tmp_path):
     for name, state in states.items():
         for record in records.values():
             assert state.keys() == record[name].keys(), name
-    if machine() in records:
+    if (here := machine()) in records:
         for name, state in states.items():
             for key, value in state.items():
-                assert torch.equal(value, records[machine()][name][key]), (name, key)
+                assert torch.equal(value, records[here][name][key]), (name, key)
     else:
         for name, state in states.items():
             closest = min(relative_difference(state, r[name]) for r in records.values())

@@ -84,7 +84,8 @@ if __name__ == "__main__":
     parser.add_argument("--add", action="store_true", help="keep the machines already there")
     args = parser.parse_args()
     records = torch.load(args.out, weights_only=True) if args.add and args.out.is_file() else {}
+    here = machine()
     with tempfile.TemporaryDirectory() as folder:
-        records[machine()] = {name: train_steps(name, Path(folder) / name) for name in RUNS}
+        records[here] = {name: train_steps(name, Path(folder) / name) for name in RUNS}
     torch.save(records, args.out)
-    print(f"{args.out}: {len(records)} machines, this one {machine()!r}")
+    print(f"{args.out}: {len(records)} machines, this one {here!r}")
