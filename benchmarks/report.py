@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -428,10 +427,14 @@ def real_bullets(verdicts: list[Verdict], evidence: str) -> str:
     return bullets(ordered, prefix=True)
 
 
-def machine(args: dict) -> str:
-    if args.get("device", "cpu") == "cpu":
-        return f"{platform.machine()} CPU ({torch.get_num_threads()} threads)"
-    return f"one {args['device']} device"
+def machine(budget: dict) -> str:
+    """The machine the runs were made on, as reproduce.py recorded it (never this process's)."""
+    args, ran_on = budget.get("args", {}), budget.get("machine")
+    if args.get("device", "cpu") != "cpu":
+        return f"one {args['device']} device"
+    if ran_on is None:  # recorded before reproduce.py kept the machine
+        return "a CPU (its threads were not recorded)"
+    return f"{ran_on['arch']} CPU ({ran_on['threads']} threads)"
 
 
 def real_setting(store: dict) -> str:
@@ -442,7 +445,7 @@ def real_setting(store: dict) -> str:
     return (
         f"`python benchmarks/reproduce.py --batch_sizes {args.get('batch_sizes', '?')} "
         f"--seeds {args.get('seeds', '?')} --skip {args.get('skip', '[]')}` "
-        f"({seconds / 60:.0f} minutes on {machine(args)}): Fashion-MNIST, "
+        f"({seconds / 60:.0f} minutes on {machine(store['budget'])}): Fashion-MNIST, "
         f"{args.get('train_images', '?')} training images (fixed random subset) and "
         f"{args.get('val_images', '?')} validation images, backbone {args.get('backbone', '?')} "
         f"(width {args.get('width', '?')}), {args.get('epochs', '?')} epochs, LARS with base lr "

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -331,6 +332,7 @@ def main() -> None:
         store["budget"] = {
             "seconds": time.time() - started + store.get("budget", {}).get("seconds", 0.0),
             "args": recorded(args),
+            "machine": {"arch": platform.machine(), "threads": torch.get_num_threads()},
         }
         path.write_text(json.dumps(store))
     from report import load_named, write_report

@@ -455,6 +455,20 @@ def test_reproduce_records_no_path_of_the_machine(tmp_path):
     }
 
 
+def test_the_results_page_names_the_machine_the_runs_recorded_not_this_process():
+    """The page once said the thread count of whoever regenerated it: a developer with one torch
+    thread got a page that differed from the committed one."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        recorded = {"args": {"device": "cpu"}, "machine": {"arch": "x86_64", "threads": 3}}
+        assert report.machine(recorded) == "x86_64 CPU (3 threads)"
+        assert "threads were not recorded" in report.machine({"args": {"device": "cpu"}})
+        assert report.machine({"args": {"device": "cuda"}}) == "one cuda device"
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_the_curve_records_where_lambda_stands(tmp_path, monkeypatch):
     """A MINC run's point holds Λ's off-diagonal energy and ordered share; other objectives'
     points hold none."""
