@@ -34,6 +34,7 @@ lint: install
 test: install data lint
 	$(PY) -m pytest
 
-# the tests that start no other process (signals, kills, DDP, shard writers, servers, the GPU check)
+# the tests that start no other process (signals, kills, DDP, shard writers, servers, the GPU
+# check), spread over one pytest worker per core (each with one torch thread: tests/conftest.py)
 test-fast: install data
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" -n auto

@@ -1,6 +1,13 @@
 """Fixtures shared by the test modules."""
 
+import os
+
 import pytest
+
+if "PYTEST_XDIST_WORKER" in os.environ:  # `pytest -n N`: N workers share the cores
+    # one torch thread each, set before torch loads: two 2-thread workers on 2 cores spin
+    # against each other (the fast loop took 164 s so, 53 s with one thread each)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
