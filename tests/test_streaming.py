@@ -256,19 +256,21 @@ def test_processes_opening_a_prepared_again_prefix_together_read_its_new_records
 
 
 @pytest.mark.slow
-def test_sigkill_resume_from_s3_is_bit_exact_and_keeps_no_credentials(tmp_path, s3):
-    """Mid-epoch SIGKILL, then resume, through the CLI with 2 workers, streamed from S3: the
-    final weights equal an uninterrupted run's, and neither the checkpoint nor the logs hold the
-    secret key."""
+@pytest.mark.parametrize("augment_on", ["device", "loader"])
+def test_sigkill_resume_from_s3_is_bit_exact_and_keeps_no_credentials(tmp_path, s3, augment_on):
+    """Mid-epoch SIGKILL, then resume, through the CLI with 2 workers, streamed from S3, with the
+    views made on the device or in the loader's workers: the final weights equal an
+    uninterrupted run's, and neither the checkpoint nor the logs hold the secret key."""
     from test_faults import fit_command, straight_killed_resumed
 
     write_fashion_mnist(tmp_path / "src", n_train=64, n_test=8)
     prepare("fashion_mnist", tmp_path / "shards", tmp_path / "src", verbose=False)
-    upload(tmp_path / "shards", "minc", "resume")
+    upload(tmp_path / "shards", "minc", f"resume-{augment_on}")
 
     def fit(run_dir: Path, *extra: str) -> list[str]:
         options = ["--data.dataset=streaming", "--data.num_workers=2", *extra]
-        return fit_command("s3://minc/resume", run_dir, options)
+        options.append(f"--data.augment_on={augment_on}")
+        return fit_command(f"s3://minc/resume-{augment_on}", run_dir, options)
 
     done = straight_killed_resumed(fit, tmp_path)
     a, b = (
