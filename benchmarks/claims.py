@@ -20,6 +20,7 @@ from verdicts import (
     FAILS,
     HOLDS,
     PIXEL_MARGIN,
+    UNSURE,
     claim_beats_pixels,
     claim_close_to_byol,
     claim_every_batch,
@@ -29,6 +30,7 @@ from verdicts import (
     claim_ordering,
     claim_small_vs_large,
     compare,
+    difference,
     minutes_to_reach,
     one,
 )
@@ -115,6 +117,11 @@ SEPARATE = Claim(
     "(multi-crop) separate local predictors beat a shared one, {n} local views",
     "A separate local predictor beats a shared one with {n} local views",
 )
+SHARDS = Claim(
+    "shards",
+    "(shards) the quickstart trained from shards reaches its accuracy from files, {metric}",
+    "The quickstart trained from shards reaches its accuracy from the files",
+)
 CLAIMS = (
     EVERY,
     SMALL_VS_LARGE,
@@ -127,6 +134,7 @@ CLAIMS = (
     PREDICTS,
     MULTICROP,
     SEPARATE,
+    SHARDS,
 )
 EXACT_PER_CELL = "exact objective"
 EXACT_ONE_SETTING = "exact objective, one setting"
@@ -312,6 +320,7 @@ class Evidence:
     lambdas: dict[str, dict] = field(default_factory=dict)
     tuned: dict[str, dict] = field(default_factory=dict)  # objectives_at_budget.py, lr tuned
     multicrop: dict[str, dict] = field(default_factory=dict)  # multicrop.py
+    streaming: dict = field(default_factory=dict)  # streaming.py
 
     def accuracy(self) -> list[tuple[str, list[Row], dict | None]]:
         """(evidence, rows, pixel baseline) of each real-data comparison of the objectives."""
@@ -411,6 +420,33 @@ def judge_all(ev: Evidence) -> list[Verdict]:
             out.append(Verdict(claim, "Fashion-MNIST, one long run", *judged, metric, source=name))
     for name, result in ev.multicrop.items():
         out += judge_multicrop(result, name)
+    out += judge_shards(ev.streaming)
+    return out
+
+
+SHARDS_EVIDENCE = "Fashion-MNIST, `quickstart.yaml`, from files and from shards"
+
+
+def judge_shards(result: dict) -> list[Verdict]:
+    """streaming.py's quickstart runs from shards against the same runs from files, per metric.
+    "Reaches" is not being behind: with seeds on both sides, the 2-SE rule's "behind" fails it
+    and anything else holds; with one run a side there is no noise to allow, so an equal or
+    higher score holds and a lower one is inconclusive."""
+    runs = result.get("quickstart", {}).get("runs", [])
+    out = []
+    for metric in ("linear", "knn"):
+        shards, files = ([r[metric] for r in runs if r["source"] == s] for s in ("shards", "files"))
+        if not shards or not files:
+            continue
+        gap = difference(shards, files)
+        if len(shards) < 2 or len(files) < 2:
+            verdict = HOLDS if gap.value >= 0 else UNSURE
+        else:
+            verdict = FAILS if gap.result == "behind" else HOLDS
+        claim = Claim(SHARDS.key, SHARDS.table.format(metric=metric), SHARDS.section)
+        side = [pm(s) if len(s) > 1 else f"{100 * s[0]:.2f}" for s in (shards, files)]
+        numbers = f"{side[0]} vs {side[1]}, {len(shards)} vs {len(files)} runs"
+        out.append(Verdict(claim, SHARDS_EVIDENCE, verdict, numbers, metric, metric == "linear"))
     return out
 
 

@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from claims import (  # noqa: E402
     EXACT_ONE_SETTING,
+    SHARDS,
     TUNED,
     Evidence,
     Verdict,
@@ -686,6 +687,86 @@ def multicrop_figure(groups: dict) -> plt.Figure:
     return fig
 
 
+def streaming_context(result: dict, verdicts: list[Verdict], docs: Path) -> dict | None:
+    """benchmarks/streaming.py: the loader's cost and pace per source and mode (each beside the
+    JPEG folder's in the same mode), the time to the first batch, and the quickstart from files
+    and from shards with its verdicts."""
+    loader, first = result.get("loader"), result.get("first_batch")
+    if not loader:
+        return None
+    rows = []
+    for key, measured in loader.items():
+        source, mode = key.split(" | ")
+        folder = loader[f"JPEG folder | {mode}"]
+        rows.append(
+            [
+                source,
+                mode,
+                f"{measured['core_ms']:.2f}",
+                f"{measured['core_ms'] / folder['core_ms']:.2f}×",
+                f"{measured['samples_per_s']:.0f}",
+                f"{measured['samples_per_s'] / folder['samples_per_s']:.2f}×",
+            ]
+        )
+    header = ["source", "`augment_on`", "loader core-ms per sample", "vs folder"]
+    header += ["samples/s", "vs folder"]
+    first_rows = [
+        [label, f"{first[label]:.1f}"] for label in ("JPEG folder", "shards, local folder")
+    ]
+    runs = result.get("quickstart", {}).get("runs", [])
+    quick_rows = [
+        [r["source"], str(r["seed"]), f"{100 * r['knn']:.2f}", f"{100 * r['linear']:.2f}"]
+        for r in runs
+    ]
+    mine = sorted(
+        (v for v in verdicts if v.claim.key == SHARDS.key), key=lambda v: v.metric != "linear"
+    )
+    return {
+        "setting": streaming_setting(result.get("setting")),
+        "table": table(header, "llrrrr", rows),
+        "figure": saved(streaming_figure(loader), docs, "streaming.png"),
+        "files": f"{first['files']:,}",
+        "first_table": table(["source", "seconds"], "lr", first_rows),
+        "first_ratio": f"{first['JPEG folder'] / first['shards, local folder']:.1f}",
+        "prepare_seconds": f"{first['prepare_seconds']:.0f}",
+        "quick_table": table(
+            ["trained from", "seed", "kNN top-1 (%)", "linear top-1 (%)"], "lrrr", quick_rows
+        ),
+        "verdicts": bullets(mine, prefix=True) or "No verdict until both sources have run.",
+        "load": f"{result['load_average'] / result['cpus']:.1f}",
+    }
+
+
+def streaming_setting(setting: dict | None) -> str:
+    """The loader part's images, batch and workers as streaming.py recorded them."""
+    if setting is None:  # recorded before streaming.py kept its settings
+        return "The loader part's images, batch and workers are those `docs/benchmarks.md` states."
+    return (
+        f"{setting['jpegs']:,} JPEGs, batches of {setting['batch_size']}, "
+        f"{setting['workers']} loader workers for samples/s."
+    )
+
+
+def streaming_figure(loader: dict) -> plt.Figure:
+    """Loader core-ms per sample and samples/s of each source, both augment_on modes."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.2))
+    sources = list(dict.fromkeys(key.split(" | ")[0] for key in loader))
+    modes = list(dict.fromkeys(key.split(" | ")[1] for key in loader))
+    ys = np.arange(len(sources))
+    for ax, metric, title in (
+        (axes[0], "core_ms", "loader core-ms per sample (lower is better)"),
+        (axes[1], "samples_per_s", "samples per second through the loader's workers"),
+    ):
+        for i, mode in enumerate(modes):
+            values = [loader[f"{s} | {mode}"][metric] for s in sources]
+            ax.barh(ys + 0.4 * i - 0.2, values, height=0.4, label=f"augment_on={mode}")
+        ax.set(title=title)
+        ax.set_yticks(ys, sources if ax is axes[0] else [])
+        ax.invert_yaxis()
+    axes[1].legend(loc="lower right")
+    return fig
+
+
 def load_note(runs: list[dict]) -> str:
     """What the load average says about the timings (rule: above 1.5 per CPU, they include other
     work)."""
@@ -969,6 +1050,7 @@ def write_report(
     tuned: dict | None = None,
     multicrop: dict | None = None,
     readme: Path | None = None,
+    streaming: dict | None = None,
 ) -> None:
     """docs/results.md and its plots into ``docs``; with ``readme``, its claims block too."""
     docs.mkdir(parents=True, exist_ok=True)
@@ -980,6 +1062,7 @@ def write_report(
         lambdas if lambdas is not None else load_named("lambda"),
         tuned if tuned is not None else load_named("tuned"),
         multicrop if multicrop is not None else load_named("multicrop"),
+        streaming if streaming is not None else load(DATA / "streaming.json"),
     )
     verdicts = judge_all(ev)
     filled: list[tuple[str, dict | None]] = [
@@ -1002,6 +1085,7 @@ def write_report(
         *(("tuned", tuned_context(c, n, verdicts, docs)) for n, c in ev.tuned.items()),
         *(("recipe", recipe_context(r, n, verdicts, docs)) for n, r in ev.recipes.items()),
         *(("multicrop", multicrop_context(r, n, verdicts, docs)) for n, r in ev.multicrop.items()),
+        ("streaming", streaming_context(ev.streaming, verdicts, docs)),
         ("variance", variance_context(store, verdicts, docs)),
         ("spectrum", spectrum_context(store, verdicts, docs)),
         *(("lambda", lambda_context(r, n, verdicts, docs)) for n, r in ev.lambdas.items()),
@@ -1045,4 +1129,5 @@ if __name__ == "__main__":
         load_named("tuned", a.data),
         load_named("multicrop", a.data),
         a.readme,
+        load(a.data / "streaming.json"),
     )

@@ -12,12 +12,13 @@ Parts (``--parts``, all by default):
   of ``--files`` small JPEGs (listing and indexing them is what a million files cost) and on its
   shards (the time ``minc-lightning-prepare`` took is printed beside it).
 * ``quickstart``: ``configs/quickstart.yaml`` trained from its files and from shards of them
-  (``--seeds``), scored like ``minc-lightning-eval``: the two must agree within seed noise (the
-  2-SE rule); the tests find them bit-identical on the CPU.
+  (``--seeds``), scored like ``minc-lightning-eval``: shards must reach the files' accuracy
+  (``claims.judge_shards``' rule); the tests find the two bit-identical on the CPU.
 
-Writes ``docs/data/streaming.json``; the figures go to docs/benchmarks.md.
+Writes ``docs/data/streaming.json``; ``benchmarks/report.py`` turns it into its section of
+docs/results.md, with a plot and the verdicts.
 
-    python benchmarks/streaming.py                          # about 15 minutes on 2 cores
+    python benchmarks/streaming.py                          # over 30 minutes on 2 cores
     python benchmarks/streaming.py --parts loader --jpegs 256
 """
 
@@ -33,12 +34,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from claims import judge_shards
 from common import DATA, ROOT
 from data_throughput import loader_seconds, write_jpegs
 from object_store import KEY, SECRET, s3_server, upload
 from PIL import Image
 from recipe_curve import final_point
-from verdicts import difference
 
 from minc_lightning.data import MINCDataModule
 from minc_lightning.prepare import prepare
@@ -140,12 +141,8 @@ def quickstart_part(seeds: list[int], work: Path) -> dict:
             )
             runs.append({"source": source, "seed": seed} | point)
             print(json.dumps(runs[-1]), flush=True)
-    for metric in ("knn", "linear"):
-        a = [r[metric] for r in runs if r["source"] == "shards"]
-        b = [r[metric] for r in runs if r["source"] == "files"]
-        d = difference(a, b)
-        verdict = "within seed noise" if d.result == "tie" else f"shards {d.result}"
-        print(f"{metric}: shards − files {100 * d.value:+.2f} points: {verdict} (2-SE rule)")
+    for verdict in judge_shards({"quickstart": {"runs": runs}}):  # report.py's rule
+        print(f"{verdict.metric}: {verdict.line()}")
     return {"runs": runs}
 
 
@@ -175,6 +172,7 @@ def main() -> None:
 
             boto3.client("s3").create_bucket(Bucket="bench")
             out["loader"] = loader_part(args.jpegs, args.batch_size, args.workers, work, endpoint)
+            out["setting"] = {k: vars(args)[k] for k in ("jpegs", "batch_size", "workers")}
         if "first_batch" in args.parts:
             out["first_batch"] = first_batch_part(args.files, work)
         if "quickstart" in args.parts:

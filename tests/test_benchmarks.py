@@ -505,7 +505,7 @@ def test_results_page_is_what_the_report_makes_of_the_committed_data(tmp_path):
     torch_line = re.compile(r"torch \S+\.$", re.M)
     ours = torch_line.sub("", (tmp_path / "results.md").read_text())
     assert ours == torch_line.sub("", (data.parent / "results.md").read_text())
-    evidence = claims.Evidence(store, exact or None, *named)
+    evidence = claims.Evidence(store, exact or None, *named, report.load(data / "streaming.json"))
     verdicts = claims.judge_all(evidence)
     readme = (data.parents[1] / "README.md").read_text()
     for name, expected in (
@@ -581,6 +581,52 @@ def test_a_diverged_run_loses_to_any_finished_one():
     assert verdicts.compare(diverged, finished) == "behind"
     assert verdicts.compare(diverged, diverged) == "tie"
     assert claims.pm(diverged, 1, 2) == "div (1/3), others 0.99 ± 0.00"
+
+
+def shard_runs(shards: list[float], files: list[float]) -> dict:
+    """streaming.py's file with the invented quickstart scores of each source (both metrics)."""
+    runs = [
+        {"source": source, "seed": seed, "linear": value, "knn": value}
+        for source, values in (("shards", shards), ("files", files))
+        for seed, value in enumerate(values)
+    ]
+    return {"quickstart": {"runs": runs}}
+
+
+@pytest.mark.parametrize(
+    "shards, files, expected",
+    [
+        ([0.84], [0.84], "holds"),  # one run a side: equal reaches
+        ([0.83], [0.84], "inconclusive"),  # one run a side: no noise to allow a lower score
+        ([0.80, 0.81, 0.80], [0.84, 0.85, 0.84], "does not hold"),  # behind by over 2 SE
+        ([0.83, 0.85, 0.84], [0.84, 0.85, 0.84], "holds"),  # within 2 SE
+    ],
+)
+def test_the_shards_verdict_follows_the_numbers(shards, files, expected):
+    verdicts = claims.judge_shards(shard_runs(shards, files))
+    assert {v.metric: v.verdict for v in verdicts} == {"linear": expected, "knn": expected}
+    assert [v.in_table for v in verdicts] == [True, False]  # the table shows linear
+    assert claims.judge_shards({}) == []  # not run: no verdict
+
+
+def test_the_streaming_section_computes_its_ratios_from_the_file(tmp_path):
+    loader = {
+        f"{source} | {mode}": {"core_ms": cost, "samples_per_s": 1000 / cost}
+        for source, factor in (("JPEG folder", 1.0), ("shards, local folder", 3.0))
+        for mode, cost in (("loader", 10.0 * factor), ("device", 2.0 * factor))
+    }
+    result = shard_runs([0.8], [0.8]) | {"loader": loader, "cpus": 2, "load_average": 1.0}
+    result["first_batch"] = {
+        "files": 1000,
+        "prepare_seconds": 3.0,
+        "JPEG folder": 8.0,
+        "shards, local folder": 2.0,
+    }
+    verdicts = claims.judge_shards(result)
+    section = report.streaming_context(result, verdicts, tmp_path)
+    assert "| shards, local folder | device | 6.00 | 3.00× | 167 | 0.33× |" in section["table"]
+    assert section["first_ratio"] == "4.0" and (tmp_path / "streaming.png").is_file()
+    assert "**holds**" in section["verdicts"]
 
 
 def multicrop_runs(linear: dict[tuple, list[float]]) -> dict:
