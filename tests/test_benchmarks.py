@@ -625,8 +625,11 @@ def test_the_streaming_section_computes_its_ratios_from_the_file(tmp_path):
     verdicts = claims.judge_shards(result)
     section = report.streaming_context(result, verdicts, tmp_path)
     assert "| shards, local folder | device | 6.00 | 3.00× | 167 | 0.33× |" in section["table"]
-    assert section["first_ratio"] == "4.0" and (tmp_path / "streaming.png").is_file()
-    assert "**holds**" in section["verdicts"]
+    assert "the folder takes 4.0× the shards' time" in section["first_batch"]
+    assert (tmp_path / "streaming.png").is_file() and "**holds**" in section["verdicts"]
+    del result["first_batch"], result["quickstart"]  # streaming.py --parts loader
+    section = report.streaming_context(result, [], tmp_path)
+    assert "not run yet" in section["first_batch"] and section["quick_table"] == "Not run yet."
 
 
 def multicrop_runs(linear: dict[tuple, list[float]]) -> dict:
