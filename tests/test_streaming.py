@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -253,6 +254,42 @@ def test_processes_opening_a_prepared_again_prefix_together_read_its_new_records
         reader.join(timeout=30)
     assert all(result == expected for result in results), [r for r in results if isinstance(r, str)]
     assert all(path.is_file() for path in cached)
+
+
+def hold_the_version(cache_dir: str, held, release) -> None:
+    from minc_lightning.data.shards import opening
+
+    with opening(cache_dir):
+        held.set()
+        release.wait(timeout=60)
+
+
+@pytest.mark.slow  # a server process
+def test_a_remote_version_is_opened_by_one_process_at_a_time(tmp_path, s3):
+    """litdata's open does not wait for another process that is downloading the same
+    index.json: it finds none and fails (CI's "doesn't contain any index.json" when six
+    processes opened a version together). An open waits while another process holds the
+    version, then reads."""
+    write_fashion_mnist(tmp_path / "src", n_train=16, n_test=4)
+    prepare("fashion_mnist", tmp_path / "shards", tmp_path / "src", verbose=False)
+    upload(tmp_path / "shards", "minc", "one-at-a-time")
+    dm = module("streaming", "s3://minc/one-at-a-time", None)
+    dm.setup("fit")
+    assert dm.train_set._records is None  # opened on first read, in each process that reads
+    fork = multiprocessing.get_context("fork")
+    held, release = fork.Event(), fork.Event()
+    holder = fork.Process(target=hold_the_version, args=(dm.train_set.cache_dir, held, release))
+    holder.start()
+    assert held.wait(timeout=30)
+    reader = threading.Thread(target=lambda: dm.train_set.records)
+    reader.start()
+    reader.join(timeout=2)
+    waited = reader.is_alive()
+    release.set()
+    reader.join(timeout=60)
+    holder.join(timeout=30)
+    assert waited, "the open did not wait for the process holding the version"
+    assert not reader.is_alive() and dm.train_set[15][1] == 15 % 10
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -115,6 +116,21 @@ def shard_cache(root: str, split: str) -> str:
     return str(Path(base).expanduser() / hashlib.sha256(index.encode()).hexdigest()[:32])
 
 
+def opening(cache_dir: str | None) -> AbstractContextManager:
+    """Held while a process opens a remote split: one process at a time per cached version.
+
+    On open, litdata downloads the split's ``index.json`` into the cache unless it is there. A
+    process that finds another one downloading it does not wait: it finds no index and fails
+    ("doesn't contain any index.json"), as loader workers and DDP processes opening a version
+    together did. Once the first open has finished, the others read the index from disk."""
+    if cache_dir is None:  # a local folder: nothing is downloaded
+        return nullcontext()
+    from filelock import FileLock
+
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    return FileLock(Path(cache_dir) / "open.lock")
+
+
 def read_manifest(root: str) -> dict[str, Any]:
     manifest = json.loads(read_text(root, MANIFEST))
     if manifest.get("format") != FORMAT:
@@ -203,11 +219,12 @@ class ShardImages(Dataset):
         if self._records is None:
             from litdata import StreamingDataset
 
-            self._records = StreamingDataset(
-                split_dir(self.root, self.split),
-                cache_dir=self.cache_dir,
-                storage_options=storage_options(),
-            )
+            with opening(self.cache_dir):
+                self._records = StreamingDataset(
+                    split_dir(self.root, self.split),
+                    cache_dir=self.cache_dir,
+                    storage_options=storage_options(),
+                )
         return self._records
 
     def __getstate__(self) -> dict[str, Any]:
