@@ -31,8 +31,11 @@ lint: install
 	$(VENV)/bin/ruff check src tests examples benchmarks
 	$(VENV)/bin/ruff format --check src tests examples benchmarks
 
+# every test: the fast ones on one worker per core, then the slow ones (other processes, which
+# would contend for the cores) in one process
 test: install data lint
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow" -n auto
+	$(PY) -m pytest -m slow
 
 # the tests that start no other process (signals, kills, DDP, shard writers, servers, the GPU
 # check), spread over one pytest worker per core (each with one torch thread: tests/conftest.py)
