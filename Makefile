@@ -31,10 +31,9 @@ lint: install
 	$(VENV)/bin/ruff check src tests examples benchmarks
 	$(VENV)/bin/ruff format --check src tests examples benchmarks
 
-# every test: the fast ones on one worker per core, then the slow ones (other processes, which
+# every test: the fast ones as test-fast runs them, then the slow ones (other processes, which
 # would contend for the cores) in one process
-test: install data lint
-	$(PY) -m pytest -m "not slow" -n auto
+test: install data lint test-fast
 	$(PY) -m pytest -m slow
 
 # the tests that start no other process (signals, kills, DDP, shard writers, servers, the GPU

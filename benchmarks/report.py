@@ -691,7 +691,7 @@ def streaming_context(result: dict, verdicts: list[Verdict], docs: Path) -> dict
     """benchmarks/streaming.py: the loader's cost and pace per source and mode (each beside the
     JPEG folder's in the same mode), the time to the first batch, and the quickstart from files
     and from shards with its verdicts."""
-    loader, first = result.get("loader"), result.get("first_batch")
+    loader = result.get("loader")
     if not loader:
         return None
     rows = []
@@ -723,7 +723,7 @@ def streaming_context(result: dict, verdicts: list[Verdict], docs: Path) -> dict
         "setting": streaming_setting(result.get("setting")),
         "table": table(header, "llrrrr", rows),
         "figure": saved(streaming_figure(loader), docs, "streaming.png"),
-        "first_batch": first_batch_note(first),
+        "first_batch": first_batch_note(result.get("first_batch")),
         "quick_table": table(quick_header, "lrrr", quick_rows) if runs else "Not run yet.",
         "verdicts": bullets(mine, prefix=True) or "No verdict until both sources have run.",
         "load": f"{result['load_average'] / result['cpus']:.1f}",

@@ -305,8 +305,8 @@ def test_sigkill_resume_from_s3_is_bit_exact_and_keeps_no_credentials(tmp_path, 
     upload(tmp_path / "shards", "minc", f"resume-{augment_on}")
 
     def fit(run_dir: Path, *extra: str) -> list[str]:
-        options = ["--data.dataset=streaming", "--data.num_workers=2", *extra]
-        options.append(f"--data.augment_on={augment_on}")
+        options = ["--data.dataset=streaming", "--data.num_workers=2"]
+        options += [f"--data.augment_on={augment_on}", *extra]
         return fit_command(f"s3://minc/resume-{augment_on}", run_dir, options)
 
     done = straight_killed_resumed(fit, tmp_path)
