@@ -20,6 +20,7 @@ from test_cli import CONFIGS, quick_args
 from minc_lightning.cli import run_cli
 from minc_lightning.data import MINCDataModule
 from minc_lightning.data.images import to_rgb
+from minc_lightning.errors import ResumeRefused
 from minc_lightning.evaluate import knn, linear
 from minc_lightning.module import MINCModule
 
@@ -70,7 +71,9 @@ def test_changed_lr_on_resume_is_applied_and_said(caplog):
 
 def test_changed_batch_size_on_resume_is_refused():
     fit(epochs=2)
-    with pytest.raises(ValueError, match="global batch of 8, this run has 4"):
+    with pytest.raises(
+        ResumeRefused, match="cannot resume .*2.ckpt.*global batch: 8 there, 4 here"
+    ):
         fit(epochs=4, ckpt=Path("2.ckpt"), batch=4)
 
 

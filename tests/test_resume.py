@@ -13,6 +13,7 @@ from test_cli import quick_args
 
 from minc_lightning.checkpoint_io import find_last
 from minc_lightning.cli import run_cli
+from minc_lightning.errors import ResumeRefused
 
 pytestmark = pytest.mark.usefixtures("offline_wandb")
 
@@ -38,7 +39,7 @@ def weights(run: Path, name: str = "last.ckpt") -> dict:
         (["--data.train_subset=24"], "data.train_subset", "None", "24"),
         (  # the same global batch of 8, split otherwise: other batches
             ["--data.batch_size=4", "--trainer.accumulate_grad_batches=2"],
-            "data.batch_size (per device)",
+            "data.batch_size",
             "8",
             "4",
         ),
@@ -49,18 +50,71 @@ def test_resume_onto_another_stream_of_batches_is_refused_naming_both_values(
 ):
     fit(data, tmp_path / "run", epochs=1)
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    with pytest.raises(ValueError, match="another stream of batches") as err:
+    with pytest.raises(ResumeRefused, match="cannot resume") as err:
         fit(data, tmp_path / "run", *changed, f"--ckpt_path={last}")
-    assert f"{key} was {before}, is now {after}" in str(err.value)
-    if key.startswith("data.seed"):  # `last` does not take it for this run's either
-        with pytest.raises(FileNotFoundError, match="data.seed: 0 there, 1 here"):
-            fit(data, tmp_path / "run", *changed, "--ckpt_path=last")
+    assert f"{key}: {before} there, {after} here" in str(err.value)
+
+
+ROUTES = ("file", "last", "last_if_present")
+
+
+def route(name: str, run: Path) -> str:
+    """The --ckpt_path that names ``run``'s checkpoint by ``name``."""
+    return f"--ckpt_path={run / 'checkpoints' / 'last.ckpt' if name == 'file' else name}"
+
+
+@pytest.mark.parametrize("name", ROUTES)
+def test_a_changed_lr_is_applied_and_said_whichever_way_the_checkpoint_is_named(
+    tmp_path, data, caplog, name
+):
+    """Lightning's CLI would replace model.* by a checkpoint file's hyper-parameters: the lr
+    given here would be dropped silently, and the run would write last-v1.ckpt."""
+    run = tmp_path / "run"
+    fit(data, run, epochs=1)
+    before = weights(run)["minc_lightning"]["lr"]
+    with caplog.at_level("INFO"):
+        resumed = fit(data, run, "--model.lr=4.0", route(name, run), epochs=2)
+    assert resumed.trainer.global_step == 8  # resumed after epoch 1, not started afresh
+    assert resumed.model.hparams.lr == 4.0
+    after = weights(run)
+    applied = after["minc_lightning"]["lr"]
+    assert applied == pytest.approx(4.0 * 8 / 256) and applied != before
+    assert after["hyper_parameters"]["lr"] == 4.0  # the next checkpoint holds what was applied
+    assert f"resuming with lr {applied:.4g} instead of the checkpoint's {before:.4g}" in caplog.text
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]
+
+
+@pytest.mark.parametrize(
+    "changed, difference",
+    [
+        (["--model.objective=spectral"], "model.objective: 'minc' there, 'spectral' here"),
+        (["--data.batch_size=4"], "data.batch_size: 8 there, 4 here"),
+    ],
+)
+def test_a_setting_a_resume_cannot_change_is_refused_in_the_same_words_on_every_route(
+    tmp_path, data, changed, difference
+):
+    run = tmp_path / "run"
+    fit(data, run, epochs=1)
+    written = weights(run)
+    said = set()
+    for name in ROUTES:
+        with pytest.raises(ResumeRefused, match="cannot resume") as err:
+            fit(data, run, *changed, route(name, run), epochs=2)
+        assert difference in str(err.value)
+        said.add(str(err.value))
+    assert len(said) == 1, said  # one message, whichever way the checkpoint was named
+    assert torch.equal(  # nothing was trained or written
+        weights(run)["state_dict"]["criterion.second_moment"],
+        written["state_dict"]["criterion.second_moment"],
+    )
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]
 
 
 def test_resume_onto_other_root_contents_is_refused(tmp_path, data):
     fit(data, tmp_path / "run", epochs=1)
     write_fashion_mnist(data, n_train=40, n_test=8)  # the folder now holds more images
-    with pytest.raises(ValueError, match="data.root's contents.* was 32, is now 40"):
+    with pytest.raises(ResumeRefused, match="data.root's contents.*: 32 there, 40 here"):
         fit(data, tmp_path / "run", "--ckpt_path=last")
 
 
@@ -97,18 +151,20 @@ def test_sweep_runs_sharing_a_folder_never_resume_each_other(tmp_path, data, cap
     run = tmp_path / "shared"
     fit(data, run, "--model.alpha=0.1", epochs=1)
     first = weights(run)
-    other = fit(data, run, "--model.alpha=0.3", "--ckpt_path=last_if_present", epochs=1)
-    assert other.trainer.global_step == 4  # started afresh: not resumed from alpha 0.1's state
-    assert "belongs to another run (model.alpha: 0.1 there, 0.3 here)" in caplog.text
+    other = fit(data, run, "--model.alpha=0.3", epochs=1)  # a new run in the same folder
+    assert other.trainer.global_step == 4
     assert torch.equal(
         weights(run)["state_dict"]["criterion.second_moment"],
         first["state_dict"]["criterion.second_moment"],
     )  # last.ckpt untouched
     assert weights(run, "last-v1.ckpt")["hyper_parameters"]["alpha"] == 0.3
-    again = fit(data, run, "--model.alpha=0.1", "--ckpt_path=last", epochs=2)
+    again = fit(data, run, "--model.alpha=0.1", "--ckpt_path=last_if_present", epochs=2)
     assert again.trainer.global_step == 8 and again.trainer.ckpt_path.endswith("last.ckpt")
-    with pytest.raises(FileNotFoundError, match="no checkpoint of this run"):
-        fit(data, run, "--model.alpha=0.6", "--ckpt_path=last")
+    assert "not resuming last-v1.ckpt: it belongs to another run (model.alpha: 0.3" in caplog.text
+    resumed = fit(data, run, "--model.alpha=0.3", "--ckpt_path=last", epochs=2)
+    assert resumed.trainer.ckpt_path.endswith("last-v1.ckpt")
+    with pytest.raises(ResumeRefused, match="model.alpha: 0.3 there, 0.6 here"):
+        fit(data, run, "--model.alpha=0.6", "--ckpt_path=last")  # neither run's settings
 
 
 def test_each_wandb_sweep_run_gets_its_own_folder(tmp_path, data, monkeypatch):
@@ -160,6 +216,6 @@ def test_every_key_of_the_stream_is_checked_on_resume(tmp_path):
     for key, value in saved["stream"].items():
         other = "another" if isinstance(value, str) else (value or 0) + 1  # as written then
         written = dict(saved, stream=dict(saved["stream"], **{key: other}))
-        with pytest.raises(ValueError, match=re.escape(f"{key} was {other!r}, is now {value!r}")):
+        with pytest.raises(ValueError, match=re.escape(f"{key}: {other!r} there, {value!r} here")):
             dm.load_state_dict(written)
     dm.load_state_dict(saved)  # the same stream resumes

@@ -10,6 +10,8 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from minc_lightning.errors import BadInput
+
 Rule = Callable[[Any], str | None]  # None when the value is fine, else what it must be
 
 
@@ -78,4 +80,4 @@ def check(owner: str, **values: tuple[Any, Rule]) -> None:
         if (expected := rule(value)) is not None
     ]
     if problems:
-        raise ValueError(f"{owner}: {'; '.join(problems)}")
+        raise BadInput(f"{owner}: {'; '.join(problems)}")

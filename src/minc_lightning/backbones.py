@@ -7,6 +7,8 @@ from typing import Any, Literal
 import torchvision
 from torch import Tensor, nn
 
+from minc_lightning.errors import MissingExtra
+
 ResNetName = Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 
 
@@ -88,7 +90,7 @@ class Timm(nn.Module):
         try:
             import timm
         except ImportError as err:
-            raise ImportError(
+            raise MissingExtra(
                 "minc_lightning.backbones.Timm needs timm: pip install 'minc-lightning[timm]'"
             ) from err
         args = {**(model_args or {}), **kwargs}

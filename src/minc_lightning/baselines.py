@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minc_lightning._distributed import gather_with_grad, rank
+from minc_lightning.errors import BadInput
 from minc_lightning.loss import normalize_rows
 
 
@@ -43,14 +44,14 @@ class SpectralContrastiveLoss(nn.Module):
     def __init__(self, mu: float | None = 1.0, gather_distributed: bool = True) -> None:
         super().__init__()
         if mu is not None and not mu > 0:
-            raise ValueError(f"SpectralContrastiveLoss: mu must be positive or None, got {mu}")
+            raise BadInput(f"SpectralContrastiveLoss: mu must be positive or None, got {mu}")
         self.mu = mu
         self.gather_distributed = gather_distributed
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         """Scalar loss for two views ``z1``, ``z2`` (N, d) of the same N images."""
         if z1.ndim != 2 or z1.shape != z2.shape or z1.shape[0] < 2:
-            raise ValueError(
+            raise BadInput(
                 "SpectralContrastiveLoss expects z1 and z2 of the same shape (N >= 2, d), got "
                 f"{tuple(z1.shape)} and {tuple(z2.shape)}"
             )

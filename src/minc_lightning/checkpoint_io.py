@@ -16,6 +16,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from minc_lightning.errors import (
+    BadCheckpoint,
+    IsAFolder,
+    MissingPath,
+    NoSpace,
+    ResumeRefused,
+    out_of_space,
+)
+
 LAST = re.compile(r"^last(-v\d+)?\.ckpt$")  # the run's resumable state: last, last-v1, ...
 HPC = re.compile(r"^hpc_ckpt_\d+\.ckpt$")  # Lightning's SLURM auto-requeue saves (root folder)
 RUN_KEY = "minc_lightning_run"  # a checkpoint's run identity (ResumableCheckpoint)
@@ -28,7 +37,7 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     filesystem), and the folder fsynced. Errors name the path."""
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"cannot write {path}: it is a directory; give a file name")
+        raise IsAFolder(f"cannot write {path}: it is a directory; give a file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL)
@@ -41,8 +50,14 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, Exception) and out_of_space(err):
+            # torch reports a full disk as "unexpected pos ..."; the cause is said here
+            raise NoSpace(
+                f"no space left in {path.parent} to write {path.name} (a file of that name "
+                "there is unchanged); free space there, or write elsewhere"
+            ) from None
         raise
     try:
         folder = os.open(path.parent, os.O_RDONLY)
@@ -57,34 +72,55 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, minc: bool = True) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, minc: bool = True, flag: str | None = "--ckpt_path"
+) -> dict[str, Any]:
     """A checkpoint as a dict of tensors and plain values (``weights_only``: a checkpoint is
-    data, never code). With ``minc``, it must also be one that ``minc-lightning fit`` wrote."""
+    data, never code). With ``minc``, it must also be one that ``minc-lightning fit`` wrote.
+    Errors name the file, its size and what is wrong, and ``flag``: the option that named it."""
     path = Path(path)
+    instead = f"pass another {flag}" if flag else "load another checkpoint"
     if path.is_dir():
-        raise IsADirectoryError(
+        raise IsAFolder(
             f"checkpoint {path} is a directory; pass a checkpoint file in it (e.g. "
-            f"{path / 'last.ckpt'}) or --ckpt_path last"
+            f"{flag or 'path'} {path / 'last.ckpt'})"
+            + (" or --ckpt_path last" if flag == "--ckpt_path" else "")
         )
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingPath(f"checkpoint {path} does not exist; {instead}")
     size = path.stat().st_size
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types here, some with advice that misleads
-        raise ValueError(
-            f"checkpoint {path} ({size} bytes) cannot be read: it is empty, truncated, not a "
-            f"PyTorch checkpoint, or holds objects other than tensors and plain values "
-            f"({type(err).__name__}). Pass another --ckpt_path, or move it away to start afresh."
-        ) from err
+        raise BadCheckpoint(
+            f"checkpoint {path} ({size} bytes) cannot be read: {unreadable_because(path, err)}. "
+            f"{instead.capitalize()}, or move it away to start afresh"
+        ) from None  # torch's own text advises weights_only=False: never shown
     if minc:
         hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-        if "state_dict" not in ckpt or "objective" not in hparams:
-            raise ValueError(
-                f"{path} is not a minc-lightning checkpoint (expected 'state_dict' and "
-                "MINCModule hyper-parameters; was it written by `minc-lightning fit`?)"
+        if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "objective" not in hparams:
+            raise BadCheckpoint(
+                f"{path} ({size} bytes) is not a minc-lightning checkpoint (expected "
+                "'state_dict' and MINCModule hyper-parameters; was it written by "
+                f"`minc-lightning fit`?); {instead}"
             )
     return ckpt
+
+
+def unreadable_because(path: Path, error: Exception) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, in the user's terms."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "it is empty"
+    if "Weights only load failed" in str(error):
+        return (
+            "it holds objects other than tensors and plain values, which could run code when "
+            "loaded; it was not loaded"
+        )
+    if head == b"PK\x03\x04":  # a zip archive: torch's format, cut short or damaged
+        return "it is truncated or damaged"
+    return f"it is not a PyTorch checkpoint ({type(error).__name__})"
 
 
 def _umask() -> int:
@@ -146,6 +182,17 @@ def identity_differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[s
         for k in keys
         if theirs.get(k) != ours.get(k) and not inert(k)
     ]
+
+
+def resume_refused(path: str | Path | None, differences: list[str]) -> ResumeRefused:
+    """The one refusal of a resume that changes what a resumed run keeps, on every route
+    (``--ckpt_path last``, ``last_if_present``, a file) and from every check that finds it."""
+    return ResumeRefused(
+        f"cannot resume {path or 'the checkpoint'}: a resumed run keeps the settings that fix "
+        f"its model and its stream of batches, and this run changes them: "
+        f"{'; '.join(differences)}. Resume with the checkpoint's values, or start a new run "
+        "in another --trainer.default_root_dir"
+    )
 
 
 def find_last(
@@ -218,18 +265,16 @@ class ResumeRecord:
     def load(self, checkpoint: dict[str, Any]) -> None:
         self.before = dict(checkpoint.get(self.KEY, {}))
 
-    def check(self, lr: float, global_batch: int, emas: dict | None = None) -> str | None:
-        """Raise on a changed batch size; return the message for a changed lr or EMA value
-        (None if the same)."""
+    def check(
+        self, lr: float, global_batch: int, emas: dict | None = None, path: str | None = None
+    ) -> str | None:
+        """Raise on a changed batch size (resuming ``path``); return the message for a changed
+        lr or EMA value (None if the same)."""
         before = self.before
         if before.get("global_batch", global_batch) != global_batch:
-            raise ValueError(
-                f"MINCModule: the checkpoint was trained with a global batch of "
-                f"{before['global_batch']}, this run has {global_batch}. A resumed run keeps its "
-                "batch size: its step count, the schedules' horizon and its place inside the "
-                "epoch are counted in batches. Resume with the original data.batch_size "
-                "(and devices, accumulate_grad_batches), or start a new run."
-            )
+            # its step count, the schedules' horizon and its place in the epoch are in batches
+            batch = f"global batch: {before['global_batch']} there, {global_batch} here"
+            raise resume_refused(path, [batch])
         changed = [
             f"{k} {v[1]:.6g} instead of the checkpoint's {before['emas'][k]:.6g}"
             for k, v in (emas or {}).items()

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -42,8 +43,15 @@ from minc_lightning.callbacks.checkpoint import (
 from minc_lightning.callbacks.lambda_pictures import LambdaPictures
 from minc_lightning.callbacks.progress import LineProgress
 from minc_lightning.callbacks.summary import WANDB_ID_KEY, RunSummary
-from minc_lightning.checkpoint_io import find_last, load_checkpoint
+from minc_lightning.checkpoint_io import (
+    RUN_KEY,
+    find_last,
+    identity_differences,
+    load_checkpoint,
+    resume_refused,
+)
 from minc_lightning.data.module import MINCDataModule
+from minc_lightning.errors import BadInput, MissingPath, NotWritable, reports_user_errors
 from minc_lightning.module import MINCModule
 from minc_lightning.wandb_setup import LoggerSaveConfigCallback, configure_wandb
 
@@ -58,7 +66,7 @@ def check_writable(directory: str | Path, what: str) -> None:
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-"):
             pass
     except OSError as err:
-        raise PermissionError(
+        raise NotWritable(
             f"minc-lightning: cannot write the {what} to {directory} ({err.strerror or err}); "
             "choose another --trainer.default_root_dir (and logger save_dir) before training."
         ) from err
@@ -74,10 +82,27 @@ class MINCLightningCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.batch_size", "model.batch_size")  # the lr scales with it
-        parser.link_arguments("data.local_views", "model.local_views")  # multi-crop's views
+        for target, source in LINKED.items():
+            if target != "model.num_classes":
+                parser.link_arguments(source, target)
         parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LambdaPictures, "lambda_pictures")  # every_n_epochs
+
+    def parse_arguments(self, parser, args) -> None:
+        refuse_linked_settings(sys.argv[1:] if args is None else args)
+        super().parse_arguments(parser, args)
+        # Right after this hook, Lightning's CLI replaces model.* by the hyper-parameters of a
+        # checkpoint *file* named by ckpt_path, silently dropping the settings this run was
+        # given, and reads the file with torch's own errors. fit takes the path from here and
+        # reads it itself (before_instantiate_classes): the same settings and the same errors as
+        # with --ckpt_path last. validate keeps Lightning's way, once the file reads.
+        subcommand = self.config.get("subcommand")
+        self.requested_ckpt: str | None = None
+        if subcommand == "fit":
+            self.requested_ckpt = self.config.fit.get("ckpt_path")
+            self.config.fit.ckpt_path = None
+        elif subcommand == "validate" and (path := self.config.validate.get("ckpt_path")):
+            load_checkpoint(path)
 
     def instantiate_classes(self) -> None:
         with cli_builds():  # the module saves its backbone's config, not the object
@@ -102,11 +127,15 @@ class MINCLightningCLI(LightningCLI):
         if self.subcommand == "fit":
             dirpath = (config.get("checkpoint") or {}).get("dirpath")
             folder = checkpoint_folder(dirpath, trainer.get("default_root_dir"))
-            config["ckpt_path"] = self.resolve_ckpt_path(
-                config.get("ckpt_path"), folder, self.identity
-            )
+            requested = getattr(self, "requested_ckpt", None) or config.get("ckpt_path")
+            config["ckpt_path"] = self.resolve_ckpt_path(requested, folder, self.identity)
             # read once, now: a damaged checkpoint is named before anything starts
             resumed = load_checkpoint(config["ckpt_path"]) if config["ckpt_path"] else {}
+            if config["ckpt_path"] and self.identity is not None and resumed.get(RUN_KEY):
+                changed = identity_differences(resumed[RUN_KEY], self.identity)
+                changed = [d for d in changed if not d.startswith("wandb.run_id:")]
+                if changed:  # the same refusal as `last` gives for this run's folder
+                    raise resume_refused(config["ckpt_path"], changed)
         configure_wandb(config, resumed.get(WANDB_ID_KEY))
 
     @staticmethod
@@ -118,12 +147,15 @@ class MINCLightningCLI(LightningCLI):
         identity differs from ``identity`` belong to another run and are never picked."""
         if ckpt_path in ("last", RESUME_IF_PRESENT):
             found, others = find_last(folder, identity)
+            changed = [(p, d) for p, d in others if not any_run_id(d)]
+            if found is None and changed:  # this run, with settings it cannot change
+                raise resume_refused(*changed[0])
             foreign = "; ".join(
-                f"{path.name} belongs to another run ({', '.join(diff[:3])})"
+                f"{path.name}: it belongs to another run ({', '.join(diff[:3])})"
                 for path, diff in others[:3]
             )
             if found is None and ckpt_path == "last":
-                raise FileNotFoundError(
+                raise MissingPath(
                     f"--ckpt_path last: no checkpoint of this run in {folder} to resume"
                     + (f" ({foreign})" if foreign else "")
                     + ". Check --trainer.default_root_dir, or pass --ckpt_path last_if_present "
@@ -168,6 +200,38 @@ def run_cli(args: list[str] | None = None, run: bool = True) -> MINCLightningCLI
     )
 
 
+# Settings the CLI sets from another one: given by themselves, jsonargparse's error is about
+# a "callable"; here it says where to set them.
+LINKED = {
+    "model.batch_size": "data.batch_size",  # the learning rate scales with it
+    "model.num_classes": "data.num_classes",
+    "model.local_views": "data.local_views",  # multi-crop's views
+}
+
+
+def refuse_linked_settings(args: Any) -> None:
+    """Stop, naming where to set it, when the command line or a ``--config`` file sets a
+    setting of ``LINKED``."""
+    if not isinstance(args, list):
+        return
+    given: list[str] = []
+    for i, token in enumerate(args):
+        name, _, value = str(token).partition("=")
+        given += [k for k in LINKED if name in (f"--{k}", f"--{k.replace('.', '.init_args.')}")]
+        if name == "--config":
+            path = Path(value or (args[i + 1] if i + 1 < len(args) else ""))
+            model = (yaml.safe_load(path.read_text()) or {}).get("model") if path.is_file() else {}
+            if isinstance(model, dict):
+                model = model.get("init_args", model)
+                given += [k for k in LINKED if k.split(".")[1] in model]
+    if given:
+        key = given[0]
+        raise BadInput(
+            f"{key} is set from {LINKED[key]}, not by itself: set --{LINKED[key]} instead"
+            + (" (the learning rate scales with it)" if key == "model.batch_size" else "")
+        )
+
+
 # Settings that may change on resume without making it another run: how long it trains, how
 # fast the batches are made, where it logs, and the learning rate (applied from the restored step).
 NOT_IDENTITY = (
@@ -208,6 +272,12 @@ def run_identity(config: Any) -> dict[str, Any]:
     if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
         flat["wandb.run_id"] = os.environ["WANDB_RUN_ID"]
     return flat
+
+
+@reports_user_errors("minc-lightning")
+def any_run_id(differences: list[str]) -> bool:
+    """Whether two run identities differ in their W&B run id (another run of a sweep)."""
+    return any(d.startswith("wandb.run_id:") for d in differences)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from minc_lightning.arguments import check, non_negative_int, one_of, positive, positive_int
 from minc_lightning.checkpoint_io import incompatibility, load_checkpoint
 from minc_lightning.data.module import MINCDataModule
+from minc_lightning.errors import BadCheckpoint, reports_user_errors
 from minc_lightning.module import MINCModule
 from minc_lightning.scoring import (
     Pixels,
@@ -35,24 +36,28 @@ Network = Literal["online", "target"]
 
 
 def model_from_checkpoint(
-    path: str | Path, backbone: nn.Module | None = None, ckpt: dict | None = None
+    path: str | Path,
+    backbone: nn.Module | None = None,
+    ckpt: dict | None = None,
+    flag: str | None = None,
 ) -> MINCModule:
     """MINCModule as a checkpoint saved it, through Lightning's ``load_from_checkpoint`` (which
     rebuilds a CLI run's backbone from its saved config); ``backbone`` for a module built in
     Python, whose backbone object was not saved. Weights that do not fit the rebuilt module
-    are an error that lists the differences. ``ckpt``: the checkpoint already loaded."""
-    ckpt = load_checkpoint(path) if ckpt is None else ckpt
+    are an error that lists the differences. ``ckpt``: the checkpoint already loaded;
+    ``flag``: the command's option that named ``path``, for its errors."""
+    ckpt = load_checkpoint(path, flag=flag) if ckpt is None else ckpt
     given = {"backbone": backbone} if backbone is not None else {}
     # strict=False: a mismatch is reported below, naming the keys and shapes, not Lightning's
     model = MINCModule.load_from_checkpoint(path, map_location="cpu", strict=False, **given)
     if error := incompatibility(model.state_dict(), ckpt["state_dict"]):
-        raise ValueError(f"{path}: {error}")
+        raise BadCheckpoint(f"{path}: {error}")
     return model
 
 
 def request_features(request: Request) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
     """The frozen features of both splits of the checkpoint's data that ``request`` names."""
-    checkpoint = load_checkpoint(request.ckpt)  # read once: weights and data configuration
+    checkpoint = load_checkpoint(request.ckpt, flag="--ckpt")  # read once: weights and data
     model = model_from_checkpoint(request.ckpt, ckpt=checkpoint)
     if request.random_init:  # the same architecture, freshly initialised: the baseline to beat
         with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
@@ -63,7 +68,7 @@ def request_features(request: Request) -> tuple[Tensor, Tensor, Tensor, Tensor, 
         backbone = Pixels()
     data_hp = dict(checkpoint.get("datamodule_hyper_parameters", {}))
     if not data_hp:
-        raise ValueError(
+        raise BadCheckpoint(
             f"{request.ckpt} has no data configuration; evaluate checkpoints of "
             "`minc-lightning fit`"
         )
@@ -167,6 +172,7 @@ def _evaluate(command: str, label: str, score, request: Request) -> dict[str, fl
     return result
 
 
+@reports_user_errors("minc-lightning-eval")
 def main() -> None:
     from jsonargparse import CLI
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from minc_lightning.arguments import check, one_of
 from minc_lightning.backbones import ResNet, Timm
 from minc_lightning.checkpoint_io import atomic_save
+from minc_lightning.errors import BadInput, IsAFolder, reports_user_errors
 from minc_lightning.evaluate import model_from_checkpoint
 
 
@@ -41,15 +42,15 @@ def export(ckpt: str, out: str, network: Literal["online", "target"] = "online")
     check("minc-lightning-export", network=(network, one_of(("online", "target"))))
     path, source = Path(out).expanduser().resolve(), Path(ckpt).expanduser().resolve()
     if path == source or source in path.parents:
-        raise ValueError(
+        raise BadInput(
             f"minc-lightning-export: --out {out} would overwrite (or sit inside) the input "
             f"checkpoint {ckpt}; choose another file"
         )
     if path.is_dir():
-        raise IsADirectoryError(f"minc-lightning-export: --out {out} is a directory; name a file")
-    model = model_from_checkpoint(ckpt)
+        raise IsAFolder(f"minc-lightning-export: --out {out} is a directory; name a file")
+    model = model_from_checkpoint(ckpt, flag="--ckpt")
     if network == "target" and not model.objective.uses_target:
-        raise ValueError(f"{ckpt}: objective {model.hparams.objective!r} has no target network")
+        raise BadInput(f"{ckpt}: objective {model.hparams.objective!r} has no target network")
     backbone = model.target_backbone if network == "target" else model.backbone
     state = plain_state_dict(backbone)
     atomic_save(state, path)  # a kill while writing leaves any earlier export whole
@@ -57,6 +58,7 @@ def export(ckpt: str, out: str, network: Literal["online", "target"] = "online")
     return path
 
 
+@reports_user_errors("minc-lightning-export")
 def main() -> None:
     from jsonargparse import CLI
 

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from minc_lightning._distributed import all_reduce_sum
 from minc_lightning.arguments import check, interval, one_of, optional, positive, positive_int
+from minc_lightning.errors import BadInput
 
 
 def normalize_rows(x: Tensor, mu: float | None) -> Tensor:
@@ -96,7 +97,7 @@ class MINCLoss(nn.Module):
         with multi-crop the global pairs, in which each global target appears once."""
         if online.ndim != 2 or online.shape != target.shape or online.shape[1] != self.dim:
             shapes = f"{tuple(online.shape)} and {tuple(target.shape)}"
-            raise ValueError(f"MINCLoss: online, target need shape (N, {self.dim}): {shapes}")
+            raise BadInput(f"MINCLoss: online, target need shape (N, {self.dim}): {shapes}")
         with torch.autocast(device_type=online.device.type, enabled=False):  # float32 always
             p = normalize_rows(online.float(), self.mu)
             t = normalize_rows(target.detach().float(), self.mu)

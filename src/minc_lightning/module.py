@@ -30,6 +30,7 @@ from minc_lightning.backbones import ResNet
 from minc_lightning.checkpoint_io import ResumeRecord, incompatibility
 from minc_lightning.data.batch import infer_feature_dim, unpack_views
 from minc_lightning.diagnostics import effective_rank, embedding_std
+from minc_lightning.errors import BadCheckpoint, BadInput
 from minc_lightning.nonfinite import NonFiniteGuard
 from minc_lightning.objectives import OBJECTIVES, LossSettings
 from minc_lightning.probe import OnlineProbe
@@ -158,7 +159,7 @@ class MINCModule(LightningModule):
         x1, x2, local = views[0], views[1], views[2:]
         h = self.backbone(torch.cat([x1, x2]))  # (2B, F)
         if h.ndim != 2 or h.shape[1] != self.feature_dim:
-            raise ValueError(
+            raise BadInput(
                 f"MINCModule: the backbone returned features of shape {tuple(h.shape)}, but the "
                 f"projector expects (2B, {self.feature_dim}); set feature_dim to the backbone's "
                 "output width."
@@ -244,7 +245,7 @@ class MINCModule(LightningModule):
     def global_batch(self) -> int:
         """Images per optimizer step over all processes (per device × processes × accumulation)."""
         if self.hparams.batch_size is None:
-            raise ValueError(
+            raise BadInput(
                 "MINCModule needs batch_size, the images per training batch on one process, to "
                 "scale the learning rate: MINCModule(batch_size=...), or data.batch_size through "
                 "minc-lightning (linked)."
@@ -300,7 +301,7 @@ class MINCModule(LightningModule):
         self.horizon = run_horizon(trainer, hp.warmup_epochs)
         lr = self.scaled_lr()
         emas = self.apply_emas()
-        if changed := self.resume.check(lr, self.global_batch(), emas):
+        if changed := self.resume.check(lr, self.global_batch(), emas, trainer.ckpt_path):
             rank_zero_info(changed)
         self.lr_schedulers().refresh()  # this step's lr under this run's horizon
         self.guard.start(self.criterion, self.global_step)
@@ -332,7 +333,7 @@ class MINCModule(LightningModule):
         """Refuse, with the differences, a checkpoint written under another configuration."""
         self.resume.load(checkpoint)
         if error := incompatibility(self.state_dict(), checkpoint.get("state_dict", {})):
-            raise ValueError(f"MINCModule: {error}")
+            raise BadCheckpoint(f"MINCModule: {error}")
 
 
 def make_optimizer(
@@ -377,7 +378,7 @@ def check_labels_fit(datamodule: Any, num_classes: int) -> None:
         return
     root = getattr(datamodule, "root", None)
     if num_classes and classes > num_classes:
-        raise ValueError(
+        raise BadInput(
             f"data.root {root} holds {classes} classes (labels 0 to {classes - 1}), but "
             f"model.num_classes is {num_classes}: set model.num_classes={classes}, or leave it "
             "unset so the CLI takes it from the data."
@@ -387,7 +388,7 @@ def check_labels_fit(datamodule: Any, num_classes: int) -> None:
 def check_batch_size(size: int, expected: int | None) -> None:
     """The loader's batches are the size the learning rate was scaled for."""
     if size != expected:
-        raise ValueError(
+        raise BadInput(
             f"MINCModule(batch_size={expected}) scales the learning rate for batches of "
             f"{expected}, but the loader gives {size}; pass the loader's batch size."
         )
@@ -397,7 +398,7 @@ def check_local_views(found: int, expected: int) -> None:
     """The batch has the local views the module was built for (a separate local predictor
     exists only then)."""
     if found != expected:
-        raise ValueError(
+        raise BadInput(
             f"MINCModule(local_views={expected}) expects training batches of 2 global + "
             f"{expected} local views, but the batch has {found + 2} views; set model.local_views "
             f"to data.local_views ({found}) (minc-lightning links them)."
@@ -435,7 +436,7 @@ def check_arguments(args: dict[str, Any]) -> None:
         local_predictor=(args["local_predictor"], one_of(("separate", "shared"))),
     )
     if args["local_views"] and not OBJECTIVES[args["objective"]].uses_target:
-        raise ValueError(
+        raise BadInput(
             f"MINCModule: local_views={args['local_views']} with objective "
             f"{args['objective']!r}: multi-crop needs global targets for local views to "
             "predict, and the spectral loss has none (its negatives would mix views of "

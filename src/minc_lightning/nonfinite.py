@@ -9,6 +9,8 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from minc_lightning.errors import Diverged
+
 
 def total_norm(tensors: Any) -> Tensor:
     """The 2-norm of all floating-point ``tensors`` together (non-finite when any value is)."""
@@ -57,7 +59,7 @@ class NonFiniteGuard:
             [total_norm(module.parameters()).isfinite().to(finite.device), finite]
         ).tolist()
         if not weights_finite:
-            raise FloatingPointError(
+            raise Diverged(
                 f"MINCModule: the weights became non-finite at optimizer step {step - 1} (the "
                 "last step taken); the run cannot continue. Lower the learning rate (lr="
                 f"{module.hparams.lr}) or enable normalisation (mu)."
@@ -69,7 +71,7 @@ class NonFiniteGuard:
         self.skipped += 1
         where = f"optimizer step {step} (epoch {module.current_epoch}, batch {self.batch_idx})"
         if self.on_nonfinite == "raise":
-            raise FloatingPointError(
+            raise Diverged(
                 f"MINCModule: non-finite loss or gradient at {where}. Lower the learning rate, "
                 "enable normalisation (mu), or set on_nonfinite='skip'."
             )
@@ -88,12 +90,12 @@ class NonFiniteGuard:
         """No fit ends as a success with non-finite weights or Λ, or without a step taken."""
         step, taken = module.global_step, module.global_step - self.first_step
         if not bool(total_norm([*module.parameters(), *loss.buffers()]).isfinite()):
-            raise FloatingPointError(
+            raise Diverged(
                 f"MINCModule: the weights or Λ are not finite after optimizer step {step - 1}, "
                 "the last one; the checkpoint holds no usable result."
             )
         if taken > 0 and self.skipped >= taken:
-            raise FloatingPointError(
+            raise Diverged(
                 f"MINCModule: all {taken} optimizer steps of this run were skipped (non-finite "
                 "loss or gradient): nothing was trained. Lower the learning rate or enable "
                 "normalisation (mu)."

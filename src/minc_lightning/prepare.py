@@ -25,6 +25,7 @@ from typing import Any, Literal
 from minc_lightning.data.module import subset_indices
 from minc_lightning.data.presets import DATASETS, Source
 from minc_lightning.data.shards import FORMAT, MANIFEST, Encoder, require_litdata
+from minc_lightning.errors import BadInput, reports_user_errors
 
 
 def write_json(path: Path, value: dict[str, Any]) -> None:
@@ -49,18 +50,16 @@ def prepare(
     litdata = require_litdata()
     if dataset not in DATASETS or dataset == "streaming":
         names = ", ".join(n for n in DATASETS if n != "streaming")
-        raise ValueError(
-            f"minc-lightning-prepare: --dataset must be one of {names}, got {dataset!r}"
-        )
+        raise BadInput(f"minc-lightning-prepare: --dataset must be one of {names}, got {dataset!r}")
     entry = DATASETS[dataset]
     if entry.needs_root and root is None:
-        raise ValueError(f"minc-lightning-prepare: dataset {dataset!r} needs --root")
+        raise BadInput(f"minc-lightning-prepare: dataset {dataset!r} needs --root")
     source = Source(root, download, "raise")
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     if manifest and manifest.get("dataset") != dataset:
-        raise ValueError(
+        raise BadInput(
             f"{out} holds shards of {manifest.get('dataset')!r}, not {dataset!r}: choose another "
             "--out"
         )
@@ -198,6 +197,7 @@ def check_written(folder: Path, count: int, scan: bool) -> list[dict[str, Any]]:
     ]
 
 
+@reports_user_errors("minc-lightning-prepare")
 def main(argv: list[str] | None = None) -> None:
     names = [n for n in DATASETS if n != "streaming"]
     p = argparse.ArgumentParser(

@@ -10,6 +10,8 @@ import torch
 from lightly.utils.scheduler import cosine_warmup_schedule
 from lightning.pytorch import Trainer
 
+from minc_lightning.errors import BadInput
+
 
 class WarmupCosine(torch.optim.lr_scheduler.LambdaLR):
     """lightly's warm-up/cosine factor (1 → 0.001) with a horizon read at every step.
@@ -58,7 +60,7 @@ def run_horizon(trainer: Trainer, warmup_epochs: float) -> tuple[int, int]:
     warm-up counts epochs of this run's batches, also when ``max_steps`` ends the run early."""
     total = trainer.estimated_stepping_batches
     if not math.isfinite(total):
-        raise ValueError("MINCModule needs a finite run: set trainer.max_epochs or max_steps")
+        raise BadInput("MINCModule needs a finite run: set trainer.max_epochs or max_steps")
     per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
     return min(int(warmup_epochs * per_epoch), int(total)), int(total)
 

@@ -34,6 +34,7 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
 from minc_lightning.checkpoint_io import RUN_KEY, atomic_save, next_last_name
+from minc_lightning.errors import BadInput
 
 PREEMPTED_EXIT = 75  # sysexits.h EX_TEMPFAIL: a temporary failure, the job may be retried
 STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
@@ -88,9 +89,9 @@ class ResumableCheckpoint(Checkpoint):
         on_signal: bool = True,
     ) -> None:
         if every_n_epochs < 1:
-            raise ValueError(f"checkpoint.every_n_epochs must be >= 1, got {every_n_epochs}")
+            raise BadInput(f"checkpoint.every_n_epochs must be >= 1, got {every_n_epochs}")
         if every_n_train_steps is not None and every_n_train_steps < 1:
-            raise ValueError(
+            raise BadInput(
                 f"checkpoint.every_n_train_steps must be >= 1 or null, got {every_n_train_steps}"
             )
         self.dirpath = dirpath

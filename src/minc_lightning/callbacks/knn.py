@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from minc_lightning.errors import BadInput
 from minc_lightning.scoring import knn_accuracy, split_features
 
 
@@ -34,7 +35,7 @@ class OnlineKNN(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         dm = trainer.datamodule
         if dm is None or not hasattr(dm, "eval_dataloader"):
-            raise ValueError("OnlineKNN needs a MINCDataModule (eval_dataloader of both splits)")
+            raise BadInput("OnlineKNN needs a MINCDataModule (eval_dataloader of both splits)")
         self.loaders = (dm.eval_dataloader("train"), dm.eval_dataloader("val"))
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

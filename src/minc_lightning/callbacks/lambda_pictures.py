@@ -15,6 +15,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from minc_lightning.diagnostics import lambda_eigenvalues  # noqa: E402
+from minc_lightning.errors import BadInput
 
 
 def draw_lambda(second_moment: Tensor, title: str = "") -> Figure:
@@ -50,7 +51,7 @@ class LambdaPictures(Callback):
 
     def __init__(self, every_n_epochs: int = 10) -> None:
         if every_n_epochs < 1:
-            raise ValueError(f"LambdaPictures: every_n_epochs must be >= 1, got {every_n_epochs}")
+            raise BadInput(f"LambdaPictures: every_n_epochs must be >= 1, got {every_n_epochs}")
         self.every_n_epochs = every_n_epochs
         self.last_path: Path | None = None
         self.failed: str | None = None  # why the last picture could not be written

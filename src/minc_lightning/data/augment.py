@@ -35,6 +35,7 @@ from PIL import Image
 from torch import Tensor
 
 from minc_lightning.data.images import to_rgb
+from minc_lightning.errors import BadInput
 
 __all__ = ["DeviceViews", "LoaderViews", "ViewRecipe", "augment_batch", "draw_params"]
 
@@ -99,12 +100,12 @@ class ViewRecipe:
             elif isinstance(step, RandomRotate) and step.prob == 0:
                 continue
             elif not isinstance(step, (LightlyToTensor, T.PILToTensor, T.Normalize)):
-                raise ValueError(
+                raise BadInput(
                     f"augment_on='device' does not do the step {step!r} of {type(view).__name__}; "
                     "use augment_on='loader' for this augmentation"
                 )
         if "crop" not in found:
-            raise ValueError(f"{type(view).__name__} has no RandomResizedCrop to read")
+            raise BadInput(f"{type(view).__name__} has no RandomResizedCrop to read")
         # a step the view does not have is one that never happens
         crop, jitter = found["crop"], found.get("jitter")
         cj = jitter.transforms[0] if jitter is not None else None

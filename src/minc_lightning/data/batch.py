@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from minc_lightning.errors import BadInput
+
 BATCH_CONTRACT = (
     "a training batch is (views, labels) or (views, labels, *anything), where views is a "
     "list/tuple of float tensors (B, C, H, W): two global views of one shape, then any local "
@@ -39,9 +41,9 @@ def unpack_views(batch: Any) -> tuple[list[Tensor], Tensor | None]:
         and (labels is None or (isinstance(labels, Tensor) and labels.shape == views[0].shape[:1]))
     )
     if not ok:
-        raise ValueError(f"MINCModule: {BATCH_CONTRACT}; received {describe(batch)}")
+        raise BadInput(f"MINCModule: {BATCH_CONTRACT}; received {describe(batch)}")
     if not views[0].is_floating_point():
-        raise ValueError(
+        raise BadInput(
             f"MINCModule: the views are {views[0].dtype} images; it needs normalised float ones. "
             "MINCDataModule's loader yields uint8 views and normalises them on the device in "
             "on_after_batch_transfer: pass it to the Trainer as datamodule=..., or call "
@@ -60,14 +62,14 @@ def infer_feature_dim(backbone: nn.Module) -> int:
         with torch.no_grad():
             out = backbone.eval()(torch.zeros(2, 3, 64, 64))
     except Exception as err:  # any failure means we cannot guess: ask the user
-        raise ValueError(
+        raise BadInput(
             "MINCModule could not infer the backbone's feature width by running it on a "
             f"(2, 3, 64, 64) image ({type(err).__name__}: {err}); pass feature_dim=<F>."
         ) from err
     finally:
         backbone.train(was_training)
     if out.ndim != 2:
-        raise ValueError(
+        raise BadInput(
             f"MINCModule: the backbone must return (B, F) features, it returned "
             f"{tuple(out.shape)}; flatten its output or pass a backbone ending in pooling."
         )

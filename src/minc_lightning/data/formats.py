@@ -18,6 +18,8 @@ import torchvision
 from PIL import Image
 from torch.utils.data import Dataset
 
+from minc_lightning.errors import BadInput
+
 # Where Debian's `dataset-fashion-mnist` package puts the files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -33,7 +35,7 @@ class ArrayDataset(Dataset):
         rgb: bool = True,
     ) -> None:
         if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+            raise BadInput(f"{len(images)} images but {len(labels)} labels")
         self.images = images
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.transform = transform
@@ -124,7 +126,7 @@ def read_stl10(
             else np.full(len(x), -1, dtype=np.int64)
         )
         if len(y) != len(x):
-            raise ValueError(f"{y_file} holds {len(y)} labels for {len(x)} images")
+            raise BadInput(f"{y_file} holds {len(y)} labels for {len(x)} images")
         labels.append(y)
     return np.concatenate(images), np.concatenate(labels)
 
@@ -136,12 +138,12 @@ def read_idx(path: Path) -> np.ndarray:
     with opener(path, "rb") as f:
         data = f.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
-        raise ValueError(f"{path} is not a uint8 idx file (bad magic number)")
+        raise BadInput(f"{path} is not a uint8 idx file (bad magic number)")
     ndim = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if array.size != int(np.prod(shape)):
-        raise ValueError(f"{path} is truncated: header says {shape}, found {array.size} values")
+        raise BadInput(f"{path} is truncated: header says {shape}, found {array.size} values")
     return array.reshape(shape)
 
 

@@ -17,6 +17,8 @@ import torchvision
 from PIL import Image, ImageOps
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from minc_lightning.errors import BadInput, MissingPath, Unreadable
+
 log = logging.getLogger(__name__)
 
 
@@ -72,10 +74,10 @@ def class_folders(directory: str | Path) -> list[str]:
     ImageNet-100 made of links into ImageNet), less hidden ones."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"{directory} is not a folder")
+        raise MissingPath(f"{directory} is not a folder")
     names = [e.name for e in os.scandir(directory) if not hidden(e.name) and e.is_dir()]
     if not names:
-        raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
+        raise MissingPath(f"Couldn't find any class folder in {directory}.")
     return sorted(names)
 
 
@@ -152,7 +154,7 @@ class CheckedImageFolder(torchvision.datasets.ImageFolder):
         try:
             super().__init__(str(root), transform=transform, allow_empty=not require_all)
         except FileNotFoundError as err:
-            raise FileNotFoundError(
+            raise MissingPath(
                 f"{root}: {err}. Every class folder root/<class>/ needs at least one image "
                 f"with one of the extensions PIL opens ({', '.join(IMAGE_EXTENSIONS[:12])}, ...)."
             ) from err
@@ -174,7 +176,7 @@ class CheckedImageFolder(torchvision.datasets.ImageFolder):
             folder, label = Path(directory) / name, class_to_idx[name]
             images, others = walk.images(folder)
             if not images and not allow_empty:
-                raise FileNotFoundError(f"Found no valid file for the class {name}.")
+                raise MissingPath(f"Found no valid file for the class {name}.")
             samples += [(str(p), label) for p in images]
             skipped += others
         if skipped:
@@ -192,13 +194,13 @@ class CheckedImageFolder(torchvision.datasets.ImageFolder):
             return present, {c: i for i, c in enumerate(present)}
         absent = sorted(set(self.keep) - set(present))
         if absent and self.require_all:
-            raise FileNotFoundError(
+            raise MissingPath(
                 f"{directory} lacks {len(absent)} of the {len(self.keep)} expected class "
                 f"folders, e.g. {', '.join(absent[:5])}"
             )
         extra = sorted(set(present) - set(self.keep))
         if extra and self.unknown == "error":
-            raise ValueError(
+            raise BadInput(
                 f"{directory} holds {len(extra)} class folder(s) the training split does not "
                 f"have ({', '.join(extra[:5])}); their images would be scored under another "
                 "class's label. Remove them or add them to the training split."
@@ -218,7 +220,7 @@ class CheckedImageFolder(torchvision.datasets.ImageFolder):
                 image = to_rgb(image)  # converting forces a full decode
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             if self.on_corrupt == "raise":
-                raise OSError(
+                raise Unreadable(
                     f"cannot read image {path} ({err}); set data.on_corrupt=skip to skip "
                     "unreadable images"
                 ) from err

@@ -33,9 +33,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from minc_lightning.arguments import check, non_negative_int, one_of, optional, positive_int
+from minc_lightning.checkpoint_io import resume_refused
 from minc_lightning.data.augment import DeviceViews, LoaderViews, ViewRecipe, augment_batch
 from minc_lightning.data.presets import DATASETS, PRESETS, Preset, Source, shard_entry
 from minc_lightning.data.sampling import ResumableLoader, SeededDataset, SeededSampler
+from minc_lightning.errors import BadInput, MissingPath
 
 __all__ = [
     "DATASETS",
@@ -144,7 +146,7 @@ def check_view_sizes(views: list[Any], local_views: int) -> None:
     """A user's augmentation has 2 + ``local_views`` views: two global views of one size, then
     the local views, of one size."""
     if len(views) != 2 + local_views:
-        raise ValueError(
+        raise BadInput(
             f"MINCDataModule: the augmentation makes {len(views)} views, but local_views is "
             f"{local_views}: a training batch is two global views and local_views local ones; "
             f"set data.local_views={max(len(views) - 2, 0)}"
@@ -154,7 +156,7 @@ def check_view_sizes(views: list[Any], local_views: int) -> None:
     if None in sizes:
         return  # sizes not readable here; MINCModule checks the batch's shapes
     if sizes[0] != sizes[1] or len(set(sizes[2:])) > 1:
-        raise ValueError(
+        raise BadInput(
             f"MINCDataModule: the augmentation's views crop to {sizes}; the first two (the "
             "global views) must share one size, and the local views after them another"
         )
@@ -279,7 +281,7 @@ class MINCDataModule(LightningDataModule):
         check_arguments(self.hparams)
         entry = DATASETS[dataset]
         if entry.needs_root and root is None:
-            raise ValueError(f"MINCDataModule: dataset {dataset!r} needs data.root")
+            raise BadInput(f"MINCDataModule: dataset {dataset!r} needs data.root")
         if dataset == "streaming":  # the prepared dataset's preset and classes
             entry = shard_entry(str(root))
         self.dataset = dataset
@@ -297,7 +299,7 @@ class MINCDataModule(LightningDataModule):
         self.local_size = local_size or local_size_for(self.preset, self.image_size)
         self.local_scale = tuple(local_scale or self.preset.local_scale)
         if local_views and self.local_size > self.image_size:
-            raise ValueError(
+            raise BadInput(
                 f"MINCDataModule: local_size must be at most image_size ({self.image_size}), "
                 f"got {self.local_size}: local views are the smaller crops"
             )
@@ -335,7 +337,7 @@ class MINCDataModule(LightningDataModule):
             return self.preset.num_classes
         classes = self.entry.classes(self.source)
         if len(classes) == 1:
-            raise ValueError(
+            raise BadInput(
                 f"data.root {self.root} holds 1 class folder ({classes[0]}): the online linear "
                 "probe needs at least 2 classes. Lay the images out as root/<class>/<image>, "
                 "one folder per class."
@@ -391,7 +393,7 @@ class MINCDataModule(LightningDataModule):
             rank_zero_info(f"MINCDataModule: views made {where[self.resolve_augment_on()]}")
             processes = self.trainer.world_size if self.trainer else 1
             if self.drop_last and len(self.train_set) < self.batch_size * processes:
-                raise ValueError(
+                raise BadInput(
                     f"The {self.dataset} training set has {len(self.train_set)} images, fewer "
                     f"than one batch (batch_size {self.batch_size} × {processes} processes); "
                     "lower data.batch_size or add images."
@@ -464,12 +466,9 @@ class MINCDataModule(LightningDataModule):
         before, now = state.get("stream", {}), self.stream()
         changed = [k for k in before if k in now and before[k] != now[k]]
         if changed:
-            raise ValueError(
-                "MINCDataModule: this run would train on another stream of batches than the "
-                "checkpoint it resumes: "
-                + "; ".join(f"{k} was {before[k]!r}, is now {now[k]!r}" for k in changed)
-                + ". Resume with the checkpoint's settings, or start a new run (another "
-                "trainer.default_root_dir)."
+            where = self.trainer.ckpt_path if self.trainer is not None else None
+            raise resume_refused(
+                where, [f"{k}: {before[k]!r} there, {now[k]!r} here" for k in changed]
             )
         views, made = state.get("views", {}), self.views_made()
         for key in [k for k in views if k in made and views[k] != made[k]]:
@@ -518,5 +517,5 @@ class MINCDataModule(LightningDataModule):
         subset = self.hparams.train_subset if split == "train" else self.hparams.val_subset
         dataset = self.build(split, self.eval_transform)
         if dataset is None:
-            raise FileNotFoundError(f"{self.dataset} at {self.root} has no {split} split")
+            raise MissingPath(f"{self.dataset} at {self.root} has no {split} split")
         return self._loader(self._subset(dataset, subset), train=False)

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from minc_lightning.data.formats import ArrayDataset, read_cifar, read_fashion_mnist, read_stl10
 from minc_lightning.data.images import CheckedImageFolder, class_folders
+from minc_lightning.errors import BadInput, MissingPath
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
@@ -130,7 +131,7 @@ class ImageFolders:
             if not self.val_required:
                 train = CheckedImageFolder(src.root, transform, on_corrupt=src.on_corrupt)
                 return train if split == "train" else None
-            raise FileNotFoundError(
+            raise MissingPath(
                 f"{folder} does not exist. Expected layout: root/train/<wnid>/<image> and "
                 "root/val/<wnid>/<image> (ILSVRC-2012: sort the validation images into their "
                 "wnid folders with the devkit's ground truth). ImageNet is at https://image-net.org."
@@ -236,7 +237,7 @@ class Shards:
         if info is None:
             if split == "val":
                 return None
-            raise FileNotFoundError(
+            raise MissingPath(
                 f"{self.root} holds no {split} split: minc-lightning-prepare --splits {split}"
             )
         skipped = [s["position"] for s in info["skipped"]]
@@ -261,7 +262,7 @@ def shard_entry(root: str) -> DatasetEntry:
 
 
 def prepared_first(src: Source, split: Split, transform: Callable | None) -> Dataset | None:
-    raise ValueError("dataset 'streaming' is read through MINCDataModule, from its manifest")
+    raise BadInput("dataset 'streaming' is read through MINCDataModule, from its manifest")
 
 
 # shards written by minc-lightning-prepare; MINCDataModule replaces this entry by shard_entry(root)

@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from minc_lightning.data.formats import ArrayDataset
 from minc_lightning.data.images import CheckedImageFolder, to_rgb
+from minc_lightning.errors import BadInput, MissingExtra, MissingPath, Unreachable, Unreadable
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def require_litdata() -> Any:
     try:
         import litdata
     except ImportError as err:
-        raise ImportError(
+        raise MissingExtra(
             f"dataset='streaming' and minc-lightning-prepare need litdata (and boto3 for "
             f"s3://): {EXTRA}"
         ) from err
@@ -72,7 +73,7 @@ def read_text(root: str, name: str) -> str:
     if not remote(root):
         path = Path(root).expanduser() / name
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingPath(
                 f"{path} does not exist: data.root for dataset 'streaming' is a folder written "
                 "by minc-lightning-prepare (or its copy in object storage, s3://bucket/prefix)"
             )
@@ -86,7 +87,7 @@ def read_text(root: str, name: str) -> str:
     try:
         return client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
     except botocore.exceptions.EndpointConnectionError as err:
-        raise ConnectionError(
+        raise Unreachable(
             f"cannot reach the S3 endpoint {err.kwargs.get('endpoint_url')} for {root}: check "
             "AWS_ENDPOINT_URL"
         ) from err
@@ -97,7 +98,7 @@ def read_text(root: str, name: str) -> str:
             "NoSuchKey": f"s3://{bucket}/{key} does not exist",
             "404": f"s3://{bucket}/{key} does not exist",
         }.get(code, f"S3 refused s3://{bucket}/{key} ({code or err})")
-        raise FileNotFoundError(
+        raise MissingPath(
             f"{what}: data.root {root} must hold what minc-lightning-prepare wrote"
         ) from err
 
@@ -134,7 +135,7 @@ def opening(cache_dir: str | None) -> AbstractContextManager:
 def read_manifest(root: str) -> dict[str, Any]:
     manifest = json.loads(read_text(root, MANIFEST))
     if manifest.get("format") != FORMAT:
-        raise ValueError(
+        raise BadInput(
             f"{root}/{MANIFEST} has format {manifest.get('format')!r}, this version reads "
             f"{FORMAT}: prepare the shards again with this version's minc-lightning-prepare"
         )
@@ -162,7 +163,7 @@ class Encoder:
             to_rgb(Image.open(io.BytesIO(data))).load()  # unreadable files are found now
         except UNREADABLE as err:
             if self.on_corrupt == "raise":
-                raise OSError(
+                raise Unreadable(
                     f"cannot read image {name} ({err}); pass --on_corrupt skip to leave it out "
                     "(it is then listed in the manifest)"
                 ) from err
@@ -235,13 +236,13 @@ class ShardImages(Dataset):
         try:
             record = self.records[position]
         except Exception as err:  # a missing chunk, a refused request: name the record
-            raise OSError(
+            raise Unreadable(
                 f"cannot read record {position} of {split_dir(self.root, self.split)} "
                 f"({type(err).__name__}: {err}); the shards may have been changed or deleted "
                 "since minc-lightning-prepare wrote them"
             ) from err
         if int(record["index"]) != position:
-            raise ValueError(
+            raise BadInput(
                 f"{split_dir(self.root, self.split)}: record {position} holds index "
                 f"{record['index']}; the shards are not those the manifest describes"
             )
