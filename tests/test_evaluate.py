@@ -63,7 +63,7 @@ def test_not_a_checkpoint_is_refused(tmp_path):
     code = tmp_path / "code.ckpt"
     with open(code, "wb") as f:
         pickle.dump({"state_dict": nn.Linear(2, 2)}, f)  # objects, not data
-    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint|objects other than"):
+    with pytest.raises(ValueError, match="not a PyTorch checkpoint|objects other than"):
         evaluate.load_checkpoint(code)
 
 

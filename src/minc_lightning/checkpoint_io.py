@@ -113,7 +113,7 @@ def unreadable_because(path: Path, error: Exception) -> str:
         head = f.read(4)
     if not head:
         return "it is empty"
-    if "Weights only load failed" in str(error):
+    if "Unsupported global" in str(error):  # a class or function to call: code
         return (
             "it holds objects other than tensors and plain values, which could run code when "
             "loaded; it was not loaded"

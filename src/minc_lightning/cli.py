@@ -274,12 +274,12 @@ def run_identity(config: Any) -> dict[str, Any]:
     return flat
 
 
-@reports_user_errors("minc-lightning")
 def any_run_id(differences: list[str]) -> bool:
     """Whether two run identities differ in their W&B run id (another run of a sweep)."""
     return any(d.startswith("wandb.run_id:") for d in differences)
 
 
+@reports_user_errors("minc-lightning")
 def main() -> None:
     try:
         run_cli()

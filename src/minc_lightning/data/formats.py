@@ -18,7 +18,7 @@ import torchvision
 from PIL import Image
 from torch.utils.data import Dataset
 
-from minc_lightning.errors import BadInput
+from minc_lightning.errors import BadInput, MissingPath
 
 # Where Debian's `dataset-fashion-mnist` package puts the files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -51,11 +51,15 @@ class ArrayDataset(Dataset):
         return (self.transform(image) if self.transform else image), int(self.labels[i])
 
 
-def missing(name: str, path: Path, layout: str, how: str) -> FileNotFoundError:
-    return FileNotFoundError(f"{name} not found at {path}. Expected layout: {layout}. {how}")
+def missing(name: str, path: Path, layout: str, how: str) -> MissingPath:
+    absent = "" if path.exists() else " (no such folder)"
+    return MissingPath(f"{name} not found at {path}{absent}. Expected layout: {layout}. {how}")
 
 
-def _try_download(name: str, download: Callable[[], Any], error: FileNotFoundError) -> None:
+DOWNLOAD = "or download it into data.root: add --data.download true (online)"
+
+
+def _try_download(name: str, download: Callable[[], Any], error: MissingPath) -> None:
     """Run a torchvision download; when offline, raise ``error`` (which says what to do)."""
     try:
         download()
@@ -81,7 +85,7 @@ def read_cifar(
         root / folder,
         f"root/{folder}/{{{','.join(files)}}} (the python version of the dataset)",
         "Download it from https://www.cs.toronto.edu/~kriz/cifar.html and extract it into root, "
-        "or run online with data.download=true.",
+        + DOWNLOAD,
     )
     if not all(p.is_file() for p in paths):
         if not download:
@@ -108,7 +112,7 @@ def read_stl10(
         folder,
         "root/stl10_binary/{train_X,train_y,test_X,test_y,unlabeled_X}.bin",
         "Download stl10_binary.tar.gz from https://cs.stanford.edu/~acoates/stl10/ and extract it "
-        "into root, or run online with data.download=true.",
+        "into root, " + DOWNLOAD,
     )
     if not all((folder / f"{p}_X.bin").is_file() for p in parts):
         if not download:
@@ -181,8 +185,8 @@ def read_fashion_mnist(
             root or DEBIAN_FASHION_MNIST,
             "{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] in root, root/FashionMNIST/raw or "
             f"{DEBIAN_FASHION_MNIST}",
-            "On Debian/Ubuntu: `apt-get install dataset-fashion-mnist`; or run online with "
-            "data.download=true (torchvision fetches it into root).",
+            "On Debian/Ubuntu: `apt-get install dataset-fashion-mnist` and leave data.root unset; "
+            + DOWNLOAD,
         )
         if not download or root is None:
             raise error

@@ -241,7 +241,8 @@ class MINCDataModule(LightningDataModule):
         val_subset: the same for the validation split.
         on_corrupt: an unreadable image either stops with its path ("raise") or is logged and
             skipped ("skip"). Applies to image folders.
-        download: let torchvision download CIFAR, STL-10 or Fashion-MNIST when missing.
+        download: let torchvision download CIFAR, STL-10 or Fashion-MNIST into ``root`` when
+            missing (off by default: a mistyped root is named, not created and filled).
         seed: fixes the order of every epoch and every image's augmentation (a function of
             seed, epoch and position), so a run resumed mid-epoch sees the same batches.
         local_views: multi-crop: this many local views per image after the two global ones, so
@@ -270,7 +271,7 @@ class MINCDataModule(LightningDataModule):
         train_subset: int | None = None,
         val_subset: int | None = None,
         on_corrupt: Literal["raise", "skip"] = "raise",
-        download: bool = True,
+        download: bool = False,
         seed: int = 0,
         local_views: int = 0,
         local_size: int | None = None,

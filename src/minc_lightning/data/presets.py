@@ -45,7 +45,7 @@ class Source:
     """Where a reader finds a dataset, and what it may do about missing or unreadable files."""
 
     root: Path | None
-    download: bool = True
+    download: bool = False
     on_corrupt: Literal["raise", "skip"] = "raise"
 
 
