@@ -2,6 +2,7 @@
 training from shards, in a folder or on a real S3 server on 127.0.0.1, sees the very pixels,
 order and augmentations of training from the source files, so its weights are bit-identical."""
 
+import argparse
 import json
 import multiprocessing
 import os
@@ -9,6 +10,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +21,9 @@ from helpers import tiny_module, trainer
 
 from minc_lightning.data import MINCDataModule
 from minc_lightning.data.shards import MANIFEST
+from minc_lightning.errors import USER_ERROR_EXIT
+from minc_lightning.prepare import chunk_size, prepare
 from minc_lightning.prepare import main as prepare_main
-from minc_lightning.prepare import prepare
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS.parent / "benchmarks"))
@@ -109,6 +112,108 @@ def test_unreadable_files_stop_the_run_by_name_or_are_listed_and_left_out(tmp_pa
     dm = module("streaming", tmp_path / "skip", size)
     dm.setup("fit")
     assert len(dm.train_set) == 15  # the unreadable file is left out
+
+
+@PREPARES
+def test_a_truncated_jpeg_is_named_with_either_on_corrupt(tmp_path, capfd):
+    """A JPEG cut short fails inside PIL's decoder; litdata's report of it named only
+    "OSError: Truncated File Read", not the file."""
+    name, _, _ = source_data("folder", tmp_path / "src")
+    broken = tmp_path / "src" / "train" / "a" / "img_3.JPEG"
+    broken.write_bytes(broken.read_bytes()[:-200])
+    argv = ["--dataset", name, "--root", str(tmp_path / "src"), "--num_workers", "1"]
+    with pytest.raises(SystemExit) as exited:
+        prepare_main([*argv, "--out", str(tmp_path / "raise")])
+    assert exited.value.code == USER_ERROR_EXIT
+    error = capfd.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("minc-lightning-prepare: error: ") and str(broken) in error, error
+    prepare_main([*argv, "--out", str(tmp_path / "skip"), "--on_corrupt", "skip"])
+    assert f"1 unreadable files left out ({broken};" in capfd.readouterr().out
+
+
+def writers_of(out: Path) -> list[int]:
+    """The processes whose command line names ``out``: a prepare run and its writers."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if entry.name.isdigit() and str(out).encode() in command:
+            found.append(int(entry.name))
+    return found
+
+
+@PREPARES
+def test_a_killed_prepare_leaves_no_writer_and_its_rerun_equals_an_uninterrupted_one(tmp_path):
+    write_fashion_mnist(tmp_path / "src", n_train=24000, n_test=8)  # 5 s of writing
+    command = [
+        *(sys.executable, "-m", "minc_lightning.prepare", "--dataset", "fashion_mnist"),
+        *("--root", str(tmp_path / "src"), "--splits", "train", "--num_workers", "2"),
+        *("--chunk_bytes", "20000"),  # a plain number of bytes: about 40 images a chunk
+    ]
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    run = subprocess.Popen([*command, "--out", str(killed)], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list((killed / "train").glob("*.bin"))) < 3:  # writing, and far from done
+        assert run.poll() is None and time.monotonic() < deadline, "prepare ended too soon"
+        time.sleep(0.02)
+    run.kill()
+    run.wait()
+    deadline = time.monotonic() + 1  # the writers would need seconds more to finish
+    while writers_of(killed) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert writers_of(killed) == []  # no writer goes on writing into --out
+    chunks = sorted(p.name for p in (killed / "train").glob("*.bin"))
+    time.sleep(1)
+    assert sorted(p.name for p in (killed / "train").glob("*.bin")) == chunks
+    assert not (killed / MANIFEST).exists()  # killed inside the split
+    subprocess.run([*command, "--out", str(killed)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*command, "--out", str(straight)], check=True, stdout=subprocess.DEVNULL)
+    from litdata import StreamingDataset
+
+    a, b = (StreamingDataset(str(out / "train")) for out in (killed, straight))
+    assert len(a) == len(b) == 24000
+    for p in range(24000):
+        x, y = a[p], b[p]
+        assert (int(x["index"]), int(x["label"]), bytes(x["image"])) == (
+            int(y["index"]),
+            int(y["label"]),
+            bytes(y["image"]),
+        ), p
+
+
+def test_a_second_prepare_on_the_same_out_is_refused_naming_the_first(tmp_path):
+    write_fashion_mnist(tmp_path / "src", n_train=16, n_test=4)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path\n"
+            "from minc_lightning.prepare import locked\n"
+            "with locked(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
+            str(tmp_path / "out"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(
+            ValueError, match=f"another minc-lightning-prepare \\(process {holder.pid}\\)"
+        ):
+            prepare("fashion_mnist", tmp_path / "out", tmp_path / "src", verbose=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / "out" / "train").exists()  # nothing was written beside it
+
+
+def test_chunk_bytes_takes_bytes_or_a_size_with_its_unit():
+    assert chunk_size("100000") == 100000
+    assert chunk_size("64MB") == "64MB" and chunk_size("1.5gb") == "1.5gb"
+    with pytest.raises(argparse.ArgumentTypeError, match="'lots' is not a size"):
+        chunk_size("lots")
 
 
 def test_a_missing_manifest_or_split_is_named(tmp_path):
@@ -370,5 +475,5 @@ def test_a_resume_from_shards_takes_other_workers_and_refuses_other_processes(tm
     more_workers.load_state_dict(saved)  # taken
     key = "processes (devices × nodes)"
     other = dict(saved, stream=dict(saved["stream"], **{key: 2}))
-    with pytest.raises(ValueError, match=re.escape(f"{key} was 2, is now 1")):
+    with pytest.raises(ValueError, match=re.escape(f"{key}: 2 there, 1 here")):
         more_workers.load_state_dict(other)

@@ -12,20 +12,25 @@ splits already recorded and continues an unfinished one from litdata's checkpoin
 from __future__ import annotations
 
 import argparse
+import errno
+import fcntl
 import json
 import multiprocessing
 import os
 import re
 import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 from minc_lightning.data.module import subset_indices
 from minc_lightning.data.presets import DATASETS, Source
 from minc_lightning.data.shards import FORMAT, MANIFEST, Encoder, require_litdata
-from minc_lightning.errors import BadInput, reports_user_errors
+from minc_lightning.errors import BadInput, Unreadable, reports_user_errors
 
 
 def write_json(path: Path, value: dict[str, Any]) -> None:
@@ -42,7 +47,7 @@ def prepare(
     train_subset: int | None = None,
     on_corrupt: Literal["raise", "skip"] = "raise",
     num_workers: int | None = None,
-    chunk_bytes: str = "64MB",
+    chunk_bytes: int | str = "64MB",
     download: bool = False,
     verbose: bool = True,
 ) -> dict[str, Any]:
@@ -55,68 +60,69 @@ def prepare(
     if entry.needs_root and root is None:
         raise BadInput(f"minc-lightning-prepare: dataset {dataset!r} needs --root")
     source = Source(root, download, "raise")
-    out.mkdir(parents=True, exist_ok=True)
-    manifest_path = out / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    if manifest and manifest.get("dataset") != dataset:
-        raise BadInput(
-            f"{out} holds shards of {manifest.get('dataset')!r}, not {dataset!r}: choose another "
-            "--out"
-        )
-    manifest = {"format": FORMAT, "dataset": dataset, "source": str(root), "splits": {}} | manifest
-    for split in splits:
-        data = entry.read(source, split, None)
-        if data is None:
-            print(f"{dataset} has no {split} split: nothing to write", flush=True)
-            continue
-        positions = subset_indices(len(data), train_subset) if split == "train" else None
-        count = len(positions) if positions is not None else len(data)
-        if classes := getattr(data, "classes", None):
-            manifest.setdefault("classes", list(classes))
-        done = manifest["splits"].get(split)
-        wanted = train_subset if split == "train" else None
-        if done and done["count"] == count and done.get("train_subset") == wanted:
-            print(f"{out / split}: {count} records already prepared", flush=True)
-            continue
-        mode = None  # continue from litdata's checkpoints, if an earlier run left them
-        if (out / split / "index.json").is_file():  # finished, but not yet in the manifest
-            try:
-                skipped = check_written(out / split, count, on_corrupt == "skip")
-            except RuntimeError as err:
-                print(f"{err}: writing the split anew", flush=True)
-                mode = "overwrite"
-            else:
-                record(manifest, manifest_path, split, count, wanted, skipped)
+    with locked(out):
+        manifest_path = out / MANIFEST
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+        if manifest and manifest.get("dataset") != dataset:
+            raise BadInput(
+                f"{out} holds shards of {manifest.get('dataset')!r}, not {dataset!r}: choose "
+                "another --out"
+            )
+        fresh = {"format": FORMAT, "dataset": dataset, "source": str(root), "splits": {}}
+        manifest = fresh | manifest
+        for split in splits:
+            data = entry.read(source, split, None)
+            if data is None:
+                print(f"{dataset} has no {split} split: nothing to write", flush=True)
                 continue
-        # litdata continues an interrupted split only with the writers it started with
-        writers_file = out / f".{split}.writers.json"
-        writers = num_workers or min(8, os.cpu_count() or 1)
-        if mode is None and writers_file.is_file():
-            before = json.loads(writers_file.read_text())["num_workers"]
-            if before != writers:
-                print(f"continuing {split} with the {before} writers it was started with")
-            writers = before
-        write_json(writers_file, {"num_workers": writers})
-        print(f"writing {count} {split} images of {dataset} to {out / split}", flush=True)
-        write(
-            litdata,
-            fn=Encoder(data, on_corrupt, positions),
-            inputs=list(range(count)),
-            output_dir=str(out / split),
-            chunk_bytes=chunk_bytes,
-            num_workers=writers,
-            use_checkpoint=True,  # an interrupted split continues where it stopped
-            keep_data_ordered=True,  # record p is position p
-            reorder_files=False,
-            mode=mode,
-            # the writers read files and encode PNGs, no CUDA: fork starts them in a fraction
-            # of spawn's time (which re-imports torch in each)
-            start_method="fork" if sys.platform == "linux" else None,
-            verbose=verbose,
-        )
-        skipped = check_written(out / split, count, on_corrupt == "skip")
-        record(manifest, manifest_path, split, count, wanted, skipped)
-    return manifest
+            positions = subset_indices(len(data), train_subset) if split == "train" else None
+            count = len(positions) if positions is not None else len(data)
+            if classes := getattr(data, "classes", None):
+                manifest.setdefault("classes", list(classes))
+            done = manifest["splits"].get(split)
+            wanted = train_subset if split == "train" else None
+            if done and done["count"] == count and done.get("train_subset") == wanted:
+                print(f"{out / split}: {count} records already prepared", flush=True)
+                continue
+            mode = None  # continue from litdata's checkpoints, if an earlier run left them
+            if (out / split / "index.json").is_file():  # finished, but not yet in the manifest
+                try:
+                    skipped = check_written(out / split, count, on_corrupt == "skip")
+                except RuntimeError as err:
+                    print(f"{err}: writing the split anew", flush=True)
+                    mode = "overwrite"
+                else:
+                    record(manifest, manifest_path, split, count, wanted, skipped)
+                    continue
+            # litdata continues an interrupted split only with the writers it started with
+            writers_file = out / f".{split}.writers.json"
+            writers = num_workers or min(8, os.cpu_count() or 1)
+            if mode is None and writers_file.is_file():
+                before = json.loads(writers_file.read_text())["num_workers"]
+                if before != writers:
+                    print(f"continuing {split} with the {before} writers it was started with")
+                writers = before
+            write_json(writers_file, {"num_workers": writers})
+            print(f"writing {count} {split} images of {dataset} to {out / split}", flush=True)
+            write(
+                litdata,
+                fn=Encoder(data, on_corrupt, positions),
+                inputs=list(range(count)),
+                output_dir=str(out / split),
+                chunk_bytes=chunk_bytes,
+                num_workers=writers,
+                use_checkpoint=True,  # an interrupted split continues where it stopped
+                keep_data_ordered=True,  # record p is position p
+                reorder_files=False,
+                mode=mode,
+                # the writers read files and encode PNGs, no CUDA: fork starts them in a fraction
+                # of spawn's time (which re-imports torch in each)
+                start_method="fork" if sys.platform == "linux" else None,
+                verbose=verbose,
+            )
+            skipped = check_written(out / split, count, on_corrupt == "skip")
+            record(manifest, manifest_path, split, count, wanted, skipped)
+        return manifest
 
 
 def write(litdata: Any, **options: Any) -> None:
@@ -125,9 +131,13 @@ def write(litdata: Any, **options: Any) -> None:
     on a pipe (and holding their parent's output open)."""
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     receive, send = context.Pipe(duplex=False)
-    writer = context.Process(target=optimize_in_group, args=(litdata, options, send))
+    alive_read, alive_write = os.pipe()  # held open by this process alone: EOF when it dies
+    writer = context.Process(
+        target=optimize_in_group, args=(litdata, options, send, (alive_read, alive_write))
+    )
     writer.start()
     send.close()
+    os.close(alive_read)
     try:
         error = receive.recv() if receive.poll(None) else "the writer ended without a word"
     except EOFError:
@@ -143,20 +153,32 @@ def write(litdata: Any, **options: Any) -> None:
         except (ProcessLookupError, PermissionError):
             pass
         writer.join()  # reaped
+        os.close(alive_write)
     if error is not None:
+        unreadable = re.match(rf"^{Unreadable.__name__}: (.+)$", error)
+        if unreadable:  # a source file: named, and what to do
+            raise Unreadable(f"writing {options['output_dir']}: {unreadable[1]}")
         raise RuntimeError(f"writing {options['output_dir']} failed: {error}")
 
 
-def optimize_in_group(litdata: Any, options: dict[str, Any], send: Any) -> None:
+def optimize_in_group(
+    litdata: Any, options: dict[str, Any], send: Any, alive: tuple[int, int]
+) -> None:
     os.setpgrp()
+    os.close(alive[1])  # the parent's end: only the parent may hold it
+    threading.Thread(target=end_group_with_parent, args=(alive[0],), daemon=True).start()
     try:
         litdata.optimize(**options)
         message, code = None, 0
     except BaseException as err:  # the parent raises it, by name
         text = f"{type(err).__name__}: {err}"
-        # litdata reports a writer's error as the text of its tracebacks: the first error line
-        # after its own heading is the cause
-        causes = re.findall(r"^(\w+(?:Error|Exception): .+)$", text.split("\n", 1)[-1], re.M)
+        # litdata reports a writer's error as the text of its tracebacks: a source file that
+        # cannot be read is the package's own error; else the first error line after litdata's
+        # heading is the cause
+        ours = re.findall(rf"^(?:[\w.]+\.)?({Unreadable.__name__}: .+)$", text, re.M)
+        causes = ours or re.findall(
+            r"^(\w+(?:Error|Exception): .+)$", text.split("\n", 1)[-1], re.M
+        )
         message, code = causes[0] if causes else text, 1
     send.send(message)
     sys.stdout.flush()
@@ -166,13 +188,63 @@ def optimize_in_group(litdata: Any, options: dict[str, Any], send: Any) -> None:
     os._exit(code)
 
 
+def end_group_with_parent(alive: int) -> None:
+    """Wait for the parent's end (EOF on a pipe only it holds open), then end this process
+    group: litdata's writers with it. A SIGKILLed ``prepare`` runs no cleanup of its own, and
+    its writers would go on writing into ``--out`` beside the run a scheduler restarts."""
+    while os.read(alive, 1):
+        pass
+    os.killpg(0, signal.SIGKILL)
+
+
+@contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Within: ``<out>/.prepare.lock`` is held (released also when this process ends, however it
+    ends: its writers end with it); a second ``prepare`` on ``out`` is refused, naming the
+    process that holds it."""
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / ".prepare.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        # a POSIX lock, not flock: it belongs to this process alone, so the writers it forks do
+        # not hold it on after a failed split
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
+        holder = os.read(fd, 32).decode().strip() or "unknown"
+        os.close(fd)
+        raise BadInput(
+            f"{out} is being written by another minc-lightning-prepare (process {holder}); "
+            "wait for it to end, or choose another --out"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def chunk_size(text: str) -> int | str:
+    """``--chunk_bytes``: a number of bytes ("100000") or a size with its unit ("64mb")."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[kmgt]?i?b", text.lower()):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: give bytes (100000) or a size with a unit (64mb)"
+        )
+    return text
+
+
 def record(
     manifest: dict, path: Path, split: str, count: int, subset: int | None, skipped: list
 ) -> None:
     """A checked split, into the manifest on disk."""
     manifest["splits"][split] = {"count": count, "train_subset": subset, "skipped": skipped}
     write_json(path, manifest)
-    left_out = f", {len(skipped)} unreadable files left out (listed in {MANIFEST})"
+    names = ", ".join(s["file"] for s in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
+    left_out = f", {len(skipped)} unreadable files left out ({names}; listed in {MANIFEST})"
     print(f"{path.parent / split}: {count} records{left_out if skipped else ''}", flush=True)
 
 
@@ -218,7 +290,9 @@ def main(argv: list[str] | None = None) -> None:
         help="an unreadable image stops the run (named) or is left out and listed",
     )
     p.add_argument("--num_workers", type=int, help="writer processes (default: up to 8)")
-    p.add_argument("--chunk_bytes", default="64MB", help="the size of one shard")
+    p.add_argument(
+        "--chunk_bytes", type=chunk_size, default="64MB", help="one shard's size: 100000, 64mb"
+    )
     p.add_argument("--download", action="store_true", help="let torchvision download CIFAR etc.")
     a = p.parse_args(argv)
     if a.train_subset is not None and a.train_subset < 1:

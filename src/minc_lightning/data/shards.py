@@ -166,7 +166,7 @@ class Encoder:
                 raise Unreadable(
                     f"cannot read image {name} ({err}); pass --on_corrupt skip to leave it out "
                     "(it is then listed in the manifest)"
-                ) from err
+                ) from None  # the one line litdata's report keeps is this one, with the name
             return {"index": position, "label": -2, "image": name.encode()}  # -2: unreadable
         return {"index": position, "label": label, "image": data}
 
