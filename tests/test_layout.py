@@ -114,3 +114,10 @@ def test_every_test_docs_reliability_names_exists():
     )
     assert named, "docs/reliability.md names no test"
     assert named <= defined, sorted(named - defined)
+    promises = [
+        line
+        for line in (root / "docs/reliability.md").read_text().splitlines()
+        if line.startswith(("| ", "- ")) and not line.startswith("| promise")
+    ]
+    untested = [line[:80] for line in promises if not re.search(r"test_\w+", line)]
+    assert not untested, untested  # each promise beside the test that holds it
