@@ -227,3 +227,17 @@ def test_a_full_disk_names_the_folder_and_keeps_the_previous_file(
     assert code == USER_ERROR_EXIT
     line = one_error_line(printed, "minc-lightning")
     assert "no space left" in line and str(small_disk / "run") in line, line
+
+
+def test_a_refused_resume_is_one_line_naming_the_file_and_the_setting(
+    data, tmp_path, monkeypatch, capfd
+):
+    fit = ["minc-lightning", "fit", *quick_args(data, tmp_path / "run")]
+    monkeypatch.setattr(sys, "argv", fit)
+    cli.main()  # a first run: exits normally
+    argv = [*fit, "--model.objective=byol", "--ckpt_path=last"]
+    code, printed = run_command(cli.main, argv, monkeypatch, capfd)
+    assert code == USER_ERROR_EXIT
+    line = one_error_line(printed, "minc-lightning")
+    assert f"cannot resume {tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}" in line
+    assert "model.objective: 'minc' there, 'byol' here" in line
