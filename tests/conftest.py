@@ -1,6 +1,7 @@
 """Fixtures shared by the test modules."""
 
 import os
+import subprocess
 
 import pytest
 
@@ -17,3 +18,27 @@ def offline_wandb(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(size)``: a tmpfs of ``size`` ("64m") mounted on a new folder of tmp_path and
+    unmounted after the test (root only; the test is skipped elsewhere)."""
+    mounted = []
+
+    def mount(size: str):
+        folder = tmp_path / f"tmpfs{len(mounted)}"
+        folder.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'not root'})")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=False)

@@ -3,7 +3,6 @@ do, and a non-zero exit; ``MINC_LIGHTNING_DEBUG=1`` brings the traceback back. A
 checkpoint is named, with its size, by every command that reads one, and nobody is told to
 trust it."""
 
-import subprocess
 import sys
 import traceback
 import zipfile
@@ -189,21 +188,9 @@ def test_a_mistyped_root_is_named_and_nothing_is_created_or_fetched(tmp_path, mo
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs (root only): a disk that fills up."""
-    folder = tmp_path / "small_disk"
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'not root'})")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=False)
+def small_disk(tmpfs):
+    """A disk that fills up: a 1 MiB tmpfs."""
+    return tmpfs("1m")
 
 
 def test_a_full_disk_names_the_folder_and_keeps_the_previous_file(

@@ -35,22 +35,11 @@ KILL_DURING_WRITE = textwrap.dedent(
 
 
 @pytest.fixture
-def other_filesystem(tmp_path):
-    """A tmpfs mounted on a folder of tmp_path (root only): another filesystem than $TMPDIR."""
-    folder = tmp_path / "tmpfs"
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'not root'})")
-    try:
-        assert os.stat(folder).st_dev != os.stat(tempfile.gettempdir()).st_dev
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=False)
+def other_filesystem(tmpfs):
+    """Another filesystem than $TMPDIR (a tmpfs)."""
+    folder = tmpfs("64m")
+    assert os.stat(folder).st_dev != os.stat(tempfile.gettempdir()).st_dev
+    return folder
 
 
 @pytest.mark.slow  # a process killed mid-write
