@@ -10,7 +10,9 @@ state goes to ``<trainer.default_root_dir>/checkpoints/last.ckpt`` at every epoc
 75 (``ResumableCheckpoint``); a W&B sweep's run writes under ``<default_root_dir>/<run id>``;
 ``--ckpt_path last`` resumes this run's latest checkpoint (never another run's from the same
 folder) and is an error when there is none, ``last_if_present`` starts afresh then (a
-preemptible job's restart); a ``fast_dev_run`` smoke test writes no
+preemptible job's restart); on every route, a checkpoint file named by its path included, the
+settings given win over the checkpoint's and those a resume cannot change are refused
+(``resume_refused``); a ``fast_dev_run`` smoke test writes no
 checkpoint; before training the checkpoint to resume is read and the output folders are checked
 writable, after it the checkpoint the summary names is read back; a picture of Λ goes to the
 logger and the run folder every ``lambda_pictures.every_n_epochs`` (10) epochs and at the end;
