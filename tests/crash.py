@@ -5,6 +5,8 @@ on one process of a DDP job only when ``rank`` is given."""
 
 import os
 import signal
+import time
+from pathlib import Path
 
 from lightning.pytorch import Callback
 
@@ -31,3 +33,19 @@ class SignalAt(Callback):
             os.killpg(os.getpgid(0), number)  # as `scancel --signal` or `kill -TERM -<pgid>`
         elif trainer.global_rank == self.rank:
             os.kill(os.getpid(), number)
+
+
+class WaitAt(Callback):
+    """After step ``step``, write ``<folder>/paused`` and wait until ``<folder>/go`` exists:
+    the test does something to the world (stops a server) while the run is mid-epoch."""
+
+    def __init__(self, step: int, folder: str) -> None:
+        self.step, self.folder, self.done = step, folder, False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.done or trainer.global_step < self.step:
+            return
+        self.done = True
+        (Path(self.folder) / "paused").touch()
+        while not (Path(self.folder) / "go").exists():
+            time.sleep(0.1)

@@ -1,7 +1,7 @@
 """Two gloo processes train two epochs on prepared shards whose labels are the positions; each
 saves, per epoch, the labels of every batch it trained (one file per process).
 
-    python tests/ddp_shards_script.py SHARDS_DIR OUT_DIR
+    python tests/ddp_shards_script.py SHARDS OUT_DIR [LOADER_WORKERS]
 """
 
 import json
@@ -28,7 +28,8 @@ class Seen(Callback):
 
 
 def main() -> None:
-    data = MINCDataModule("streaming", sys.argv[1], batch_size=4, num_workers=0, val_subset=4)
+    workers = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    data = MINCDataModule("streaming", sys.argv[1], batch_size=4, num_workers=workers, val_subset=4)
     fit = trainer(devices=2, strategy="ddp", max_epochs=2, limit_val_batches=0, callbacks=[Seen()])
     fit.fit(tiny_module(batch_size=4, num_classes=0), data)
 

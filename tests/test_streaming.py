@@ -20,14 +20,14 @@ from dataset_files import write_fashion_mnist, write_idx, write_image_folder
 from helpers import tiny_module, trainer
 
 from minc_lightning.data import MINCDataModule
-from minc_lightning.data.shards import MANIFEST
+from minc_lightning.data.shards import MANIFEST, ShardImages, read_text, written_order
 from minc_lightning.errors import USER_ERROR_EXIT
 from minc_lightning.prepare import chunk_size, prepare
 from minc_lightning.prepare import main as prepare_main
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS.parent / "benchmarks"))
-from object_store import KEY, SECRET, s3_server, upload, weed  # noqa: E402
+from object_store import KEY, SECRET, free_port, s3_server, upload, weed  # noqa: E402
 
 PREPARES = pytest.mark.slow  # prepare() writes shards in a forked process with litdata's workers
 
@@ -108,7 +108,8 @@ def test_unreadable_files_stop_the_run_by_name_or_are_listed_and_left_out(tmp_pa
         name, tmp_path / "skip", tmp_path / "src", on_corrupt="skip", num_workers=1, verbose=False
     )
     (entry,) = manifest["splits"]["train"]["skipped"]
-    assert entry["file"].endswith("img_3.JPEG") and entry["position"] == 3
+    at = written_order(16, None).tolist().index(3)  # the training split's seeded order
+    assert entry["file"].endswith("img_3.JPEG") and entry["position"] == at
     dm = module("streaming", tmp_path / "skip", size)
     dm.setup("fit")
     assert len(dm.train_set) == 15  # the unreadable file is left out
@@ -237,7 +238,9 @@ def test_training_from_shards_is_bit_identical_to_training_from_files(tmp_path, 
     name, classes, size = source_data(kind, tmp_path / "src")
     prepare(name, tmp_path / "shards", tmp_path / "src", num_workers=1, verbose=False)
     files = module(name, tmp_path / "src", size, augment_on=augment_on)
-    shards = module("streaming", tmp_path / "shards", size, augment_on=augment_on, num_workers=2)
+    shards = module(
+        "streaming", tmp_path / "shards", size, augment_on=augment_on, num_workers=2, order="global"
+    )
     assert shards.preset == files.preset and shards.num_classes == files.num_classes
     assert_same_weights(weights_after_steps(files, classes), weights_after_steps(shards, classes))
 
@@ -247,7 +250,7 @@ def test_a_prepared_subset_is_the_subset_train_subset_takes(tmp_path):
     name, classes, _ = source_data("fashion_mnist", tmp_path / "src")
     prepare(name, tmp_path / "shards", tmp_path / "src", train_subset=8, verbose=False)
     files = module(name, tmp_path / "src", None, train_subset=8)
-    shards = module("streaming", tmp_path / "shards", None)
+    shards = module("streaming", tmp_path / "shards", None, order="global")
     assert_same_weights(weights_after_steps(files, classes), weights_after_steps(shards, classes))
 
 
@@ -281,7 +284,7 @@ def test_training_streamed_from_s3_equals_training_from_files(tmp_path, s3):
     prepare(name, tmp_path / "shards", tmp_path / "src", num_workers=1, verbose=False)
     upload(tmp_path / "shards", "minc", "folder")
     files = module(name, tmp_path / "src", size)
-    remote = module("streaming", "s3://minc/folder", size, num_workers=2)
+    remote = module("streaming", "s3://minc/folder", size, num_workers=2, order="global")
     assert remote.num_classes == 2
     assert_same_weights(weights_after_steps(files, classes), weights_after_steps(remote, classes))
 
@@ -303,7 +306,7 @@ def test_s3_errors_name_the_bucket_the_endpoint_and_the_record(tmp_path, s3, mon
         client.delete_object(Bucket="minc", Key=chunk["Key"])
     dm = module("streaming", "s3://minc/deleted", size)
     dm.setup("fit")
-    with pytest.raises(OSError, match="cannot read record 0 of s3://minc/deleted/train"):
+    with pytest.raises(OSError, match="its chunk s3://minc/deleted/train/chunk-0-0.bin .*missing"):
         dm.train_set[0]
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(ConnectionError, match="127.0.0.1:9"):
@@ -312,15 +315,18 @@ def test_s3_errors_name_the_bucket_the_endpoint_and_the_record(tmp_path, s3, mon
 
 def read_every_record(root: str, start, out) -> None:
     """One reader process: open the prefix's training split when every reader is ready, and
-    send back each record's image bytes (or the error)."""
+    send back each image's pixels and label (or the error)."""
     try:
-        dm = module("streaming", root, None)
-        dm.setup("fit")
         start.wait(timeout=60)
-        records = dm.train_set.records
-        out.put([bytes(records[p]["image"]) for p in range(len(records))])
+        out.put(every_image(root))
     except Exception as err:
         out.put(f"{type(err).__name__}: {err}")
+
+
+def every_image(root) -> list[tuple[bytes, int]]:
+    split = json.loads(read_text(str(root), MANIFEST))["splits"]["train"]
+    images = ShardImages(str(root), "train", split["count"], [], None, split["order"])
+    return [(image.tobytes(), label) for image, label in (images[i] for i in range(len(images)))]
 
 
 @pytest.mark.slow  # a server process
@@ -342,10 +348,7 @@ def test_processes_opening_a_prepared_again_prefix_together_read_its_new_records
     write_fashion_mnist(tmp_path / "v2", n_train=20, n_test=4)
     prepare("fashion_mnist", tmp_path / "s2", tmp_path / "v2", verbose=False)
     upload(tmp_path / "s2", "minc", "versions")
-    from litdata import StreamingDataset
-
-    local = StreamingDataset(str(tmp_path / "s2" / "train"))
-    expected = [bytes(local[p]["image"]) for p in range(20)]
+    expected = every_image(tmp_path / "s2")
     fork = multiprocessing.get_context("fork")
     start, out = fork.Barrier(6), fork.Queue()
     readers = [
@@ -371,14 +374,14 @@ def hold_the_version(cache_dir: str, held, release) -> None:
 
 @pytest.mark.slow  # a server process
 def test_a_remote_version_is_opened_by_one_process_at_a_time(tmp_path, s3):
-    """litdata's open does not wait for another process that is downloading the same
-    index.json: it finds none and fails (CI's "doesn't contain any index.json" when six
-    processes opened a version together). An open waits while another process holds the
-    version, then reads."""
+    """Read one record per request (the global order), litdata's open does not wait for
+    another process that is downloading the same index.json: it finds none and fails (CI's
+    "doesn't contain any index.json" when six processes opened a version together). An open
+    waits while another process holds the version, then reads."""
     write_fashion_mnist(tmp_path / "src", n_train=16, n_test=4)
     prepare("fashion_mnist", tmp_path / "shards", tmp_path / "src", verbose=False)
     upload(tmp_path / "shards", "minc", "one-at-a-time")
-    dm = module("streaming", "s3://minc/one-at-a-time", None)
+    dm = module("streaming", "s3://minc/one-at-a-time", None, order="global")  # per record
     dm.setup("fit")
     assert dm.train_set._records is None  # opened on first read, in each process that reads
     fork = multiprocessing.get_context("fork")
@@ -406,12 +409,13 @@ def test_sigkill_resume_from_s3_is_bit_exact_and_keeps_no_credentials(tmp_path, 
     from test_faults import fit_command, straight_killed_resumed
 
     write_fashion_mnist(tmp_path / "src", n_train=64, n_test=8)
-    prepare("fashion_mnist", tmp_path / "shards", tmp_path / "src", verbose=False)
+    chunk = small_chunks(tmp_path / "src", tmp_path / "shards")
     upload(tmp_path / "shards", "minc", f"resume-{augment_on}")
 
     def fit(run_dir: Path, *extra: str) -> list[str]:
-        options = ["--data.dataset=streaming", "--data.num_workers=2"]
-        options += [f"--data.augment_on={augment_on}", *extra]
+        # the chunk-local order (the default), a window of 2 chunks, room for 4 chunks a reader
+        options = ["--data.dataset=streaming", "--data.num_workers=2", "--data.chunk_window=2"]
+        options += [f"--data.cache_bytes={4 * chunk}", f"--data.augment_on={augment_on}", *extra]
         return fit_command(f"s3://minc/resume-{augment_on}", run_dir, options)
 
     done = straight_killed_resumed(fit, tmp_path)
@@ -428,24 +432,156 @@ def test_sigkill_resume_from_s3_is_bit_exact_and_keeps_no_credentials(tmp_path, 
         assert SECRET not in process.stdout + process.stderr
 
 
+def small_chunks(source: Path, out: Path, records: int = 8) -> int:
+    """Fashion-MNIST files at ``source`` prepared into chunks of about ``records`` records, so
+    that an epoch reads many chunks; returns the largest chunk's bytes."""
+    prepare("fashion_mnist", out, source, verbose=False, chunk_bytes=records * 900)
+    chunks = json.loads((out / "train" / "index.json").read_text())["chunks"]
+    assert len(chunks) >= 4, chunks
+    return max(c["chunk_bytes"] for c in chunks)
+
+
+def labelled_by_position(root: Path, n: int) -> None:
+    """Fashion-MNIST files whose label is the image's index: a batch names its images."""
+    images = np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, count in (("train", n), ("t10k", 4)):
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images[:count])
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", np.arange(count, dtype=np.uint8))
+
+
+def reader_folders(cache: Path) -> dict[str, int]:
+    """Bytes of chunks (whole or arriving) in each reader's folder under ``cache``."""
+    held: dict[str, int] = {}
+    for path in cache.glob("*/readers/*/*"):
+        if path.suffix in (".bin", ".part"):
+            try:
+                held[path.parent.name] = held.get(path.parent.name, 0) + path.stat().st_size
+            except FileNotFoundError:  # evicted while counted
+                pass
+    return held
+
+
+@pytest.mark.slow  # a server process
+def test_each_reader_holds_at_most_cache_bytes_and_reads_every_record_once(
+    tmp_path, s3, monkeypatch
+):
+    """Two epochs from S3 with 2 loader workers, each allowed 3 chunks on disk: the folders
+    are sampled every few milliseconds and never exceed the bound, chunks are evicted (far
+    more chunks are read than fit), and each epoch reads every record once."""
+    labelled_by_position(tmp_path / "src", 240)
+    prepare("fashion_mnist", tmp_path / "shards", tmp_path / "src", verbose=False, chunk_bytes=6000)
+    chunks = json.loads((tmp_path / "shards" / "train" / "index.json").read_text())["chunks"]
+    bound = 3 * max(c["chunk_bytes"] for c in chunks)
+    upload(tmp_path / "shards", "minc", "bounded")
+    monkeypatch.setenv("MINC_LIGHTNING_SHARD_CACHE", str(tmp_path / "cache"))
+    dm = module(
+        "streaming", "s3://minc/bounded", None, num_workers=2, chunk_window=1, cache_bytes=bound
+    )
+    dm.setup("fit")
+    assert len(chunks) >= 10 and dm.order == "chunks"
+    cache = tmp_path / "cache"  # this test's readers alone
+    peaks: dict[str, int] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            for reader, held in reader_folders(cache).items():
+                peaks[reader] = max(peaks.get(reader, 0), held)
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        loader = dm.train_dataloader()
+        for epoch in (0, 1):
+            loader.sampler.set_epoch(epoch)
+            seen = [i for _, labels in loader for i in labels.tolist()]
+            assert sorted(seen) == list(range(240)), epoch  # every record once
+    finally:
+        stop.set()
+        watcher.join()
+    workers = [r for r in peaks if r != str(os.getpid())]
+    assert len(workers) == 2, peaks
+    assert all(0 < peaks[r] <= bound for r in workers), (peaks, bound)
+
+
+@pytest.mark.slow  # two server starts
+def test_a_server_stopped_mid_epoch_is_named_and_the_run_resumes_once_it_is_back(
+    tmp_path, s3, monkeypatch
+):
+    """The S3 server stops while a run is in its second epoch: the run ends non-zero with one
+    line naming the endpoint and the record; once the server is back on its address, the run
+    resumes from its last checkpoint and finishes."""
+    from test_faults import fit_command, run
+
+    write_fashion_mnist(tmp_path / "src", n_train=160, n_test=8)  # 20 steps an epoch
+    chunk = small_chunks(tmp_path / "src", tmp_path / "shards")
+    ports = tuple(free_port() for _ in range(4))
+    weed_dir = tmp_path / "weed"
+    import boto3
+
+    with s3_server(weed_dir, ports) as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        boto3.client("s3").create_bucket(Bucket="stops")
+        upload(tmp_path / "shards", "stops", "fm")
+    (tmp_path / "pause.yaml").write_text(
+        "trainer:\n  callbacks:\n    - class_path: crash.WaitAt\n"
+        f"      init_args:\n        step: 22\n        folder: {tmp_path}\n"
+    )
+
+    def fit(*extra: str) -> list[str]:
+        options = ["--data.dataset=streaming", "--data.num_workers=2", "--data.chunk_window=1"]
+        options += [f"--data.cache_bytes={2 * chunk}", *extra]
+        return fit_command("s3://stops/fm", tmp_path / "run", options)
+
+    env = dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    with s3_server(weed_dir, ports):
+        paused = subprocess.Popen(
+            fit(f"--config={tmp_path / 'pause.yaml'}"),
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.time() + 300
+        while not (tmp_path / "paused").exists():
+            assert paused.poll() is None and time.time() < deadline, paused.communicate()[1][-3000:]
+            time.sleep(0.2)
+    (tmp_path / "go").touch()  # the server has stopped: the run goes on without it
+    _, err = paused.communicate(timeout=300)
+    last_line = err.strip().splitlines()[-1]
+    assert paused.returncode == USER_ERROR_EXIT, err[-3000:]
+    said = rf"cannot read record \d+: the S3 endpoint {endpoint} did not answer"
+    assert re.search(said, last_line), last_line
+    step = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert 22 <= step["global_step"] < 40  # mid-epoch, ahead of what the workers had read
+    with s3_server(weed_dir, ports):
+        resumed = run(fit("--ckpt_path=last"), tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    done = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert done["global_step"] == 40
+
+
 # --- processes -----------------------------------------------------------------------------
 @pytest.mark.slow
-def test_two_processes_see_every_record_once_per_epoch_in_new_parts(tmp_path):
-    """Two gloo processes over shards: each epoch's records are split without overlap and
-    without a gap, every process runs as many batches, and each process's part changes
-    between epochs. The labels are the positions, so the batches say which records they hold."""
-    root = tmp_path / "src"
-    root.mkdir()
-    images = np.random.default_rng(0).integers(0, 256, (32, 28, 28), dtype=np.uint8)
-    for prefix, n in (("train", 32), ("t10k", 4)):
-        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images[:n])
-        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n))
-    prepare("fashion_mnist", tmp_path / "shards", root, verbose=False)
+@pytest.mark.parametrize("where", ["folder", "s3"])
+def test_two_processes_see_every_record_once_per_epoch_in_new_parts(tmp_path, where, request):
+    """Two gloo processes over shards, in a folder (no workers) and streamed from S3 (two loader
+    workers each, in small chunks): each epoch's records are split without overlap and without
+    a gap, every process runs as many batches, and each process's part changes between epochs.
+    The labels are the positions, so the batches say which records they hold."""
+    labelled_by_position(tmp_path / "src", 32)
+    prepare("fashion_mnist", tmp_path / "shards", tmp_path / "src", verbose=False, chunk_bytes=3000)
+    root, workers = str(tmp_path / "shards"), "0"
+    if where == "s3":
+        request.getfixturevalue("s3")
+        upload(tmp_path / "shards", "minc", "ddp")
+        root, workers = "s3://minc/ddp", "2"
     env = dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    command = [sys.executable, str(TESTS / "ddp_shards_script.py"), str(tmp_path / "shards")]
-    done = subprocess.run(
-        [*command, str(tmp_path)], capture_output=True, text=True, timeout=600, env=env
-    )
+    command = [sys.executable, str(TESTS / "ddp_shards_script.py"), root, str(tmp_path), workers]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     seen = {r: json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)}
     for epoch in ("0", "1"):

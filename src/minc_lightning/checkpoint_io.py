@@ -158,6 +158,8 @@ ADDED_SETTINGS: dict[str, Any] = {
     "data.local_views": 0,  # multi-crop
     "model.local_views": 0,
     "model.local_predictor": "separate",
+    "data.order": None,  # shards read a chunk at a time
+    "data.chunk_window": 4,
 }
 
 

@@ -245,6 +245,7 @@ NOT_IDENTITY = (
     "data.root",
     "data.num_workers",
     "data.augment_on",
+    "data.cache_bytes",
     "data.pin_memory",
     "data.download",
     "config",

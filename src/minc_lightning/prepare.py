@@ -27,9 +27,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from minc_lightning.data.module import subset_indices
 from minc_lightning.data.presets import DATASETS, Source
-from minc_lightning.data.shards import FORMAT, MANIFEST, Encoder, require_litdata
+from minc_lightning.data.shards import (
+    FORMAT,
+    MANIFEST,
+    Encoder,
+    require_litdata,
+    written_order,
+)
 from minc_lightning.errors import BadInput, Unreadable, reports_user_errors
 
 
@@ -63,6 +68,11 @@ def prepare(
     with locked(out):
         manifest_path = out / MANIFEST
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+        if manifest and manifest.get("format") != FORMAT:
+            raise BadInput(
+                f"{out} holds shards in format {manifest.get('format')!r} of an earlier version; "
+                f"this version writes format {FORMAT}: choose another --out or delete {out}"
+            )
         if manifest and manifest.get("dataset") != dataset:
             raise BadInput(
                 f"{out} holds shards of {manifest.get('dataset')!r}, not {dataset!r}: choose "
@@ -75,10 +85,14 @@ def prepare(
             if data is None:
                 print(f"{dataset} has no {split} split: nothing to write", flush=True)
                 continue
-            positions = subset_indices(len(data), train_subset) if split == "train" else None
+            # the training split in the seeded order train_subset takes its subset from: each
+            # chunk a random sample, so a chunk-local order still mixes the classes
+            positions = written_order(len(data), train_subset) if split == "train" else None
             count = len(positions) if positions is not None else len(data)
             if classes := getattr(data, "classes", None):
                 manifest.setdefault("classes", list(classes))
+            order = "subset" if count < len(data) else "permutation"
+            order = order if split == "train" else "source"
             done = manifest["splits"].get(split)
             wanted = train_subset if split == "train" else None
             if done and done["count"] == count and done.get("train_subset") == wanted:
@@ -92,7 +106,7 @@ def prepare(
                     print(f"{err}: writing the split anew", flush=True)
                     mode = "overwrite"
                 else:
-                    record(manifest, manifest_path, split, count, wanted, skipped)
+                    record(manifest, manifest_path, split, count, wanted, skipped, order)
                     continue
             # litdata continues an interrupted split only with the writers it started with
             writers_file = out / f".{split}.writers.json"
@@ -103,10 +117,11 @@ def prepare(
                     print(f"continuing {split} with the {before} writers it was started with")
                 writers = before
             write_json(writers_file, {"num_workers": writers})
+            written = None if positions is None else tuple(positions.tolist())
             print(f"writing {count} {split} images of {dataset} to {out / split}", flush=True)
             write(
                 litdata,
-                fn=Encoder(data, on_corrupt, positions),
+                fn=Encoder(data, on_corrupt, written),
                 inputs=list(range(count)),
                 output_dir=str(out / split),
                 chunk_bytes=chunk_bytes,
@@ -121,7 +136,7 @@ def prepare(
                 verbose=verbose,
             )
             skipped = check_written(out / split, count, on_corrupt == "skip")
-            record(manifest, manifest_path, split, count, wanted, skipped)
+            record(manifest, manifest_path, split, count, wanted, skipped, order)
         return manifest
 
 
@@ -238,10 +253,21 @@ def chunk_size(text: str) -> int | str:
 
 
 def record(
-    manifest: dict, path: Path, split: str, count: int, subset: int | None, skipped: list
+    manifest: dict,
+    path: Path,
+    split: str,
+    count: int,
+    subset: int | None,
+    skipped: list,
+    order: str,
 ) -> None:
-    """A checked split, into the manifest on disk."""
-    manifest["splits"][split] = {"count": count, "train_subset": subset, "skipped": skipped}
+    """A checked split, into the manifest on disk (``order``: ``shards.source_positions``)."""
+    manifest["splits"][split] = {
+        "count": count,
+        "train_subset": subset,
+        "skipped": skipped,
+        "order": order,
+    }
     write_json(path, manifest)
     names = ", ".join(s["file"] for s in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
     left_out = f", {len(skipped)} unreadable files left out ({names}; listed in {MANIFEST})"

@@ -20,7 +20,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torchvision.transforms as T
 import torchvision.transforms.v2 as T2
@@ -32,11 +31,13 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from minc_lightning._distributed import rank, world_size
 from minc_lightning.arguments import check, non_negative_int, one_of, optional, positive_int
 from minc_lightning.checkpoint_io import resume_refused
 from minc_lightning.data.augment import DeviceViews, LoaderViews, ViewRecipe, augment_batch
 from minc_lightning.data.presets import DATASETS, PRESETS, Preset, Source, shard_entry
-from minc_lightning.data.sampling import ResumableLoader, SeededDataset, SeededSampler
+from minc_lightning.data.sampling import ChunkOrder, ResumableLoader, SeededDataset, SeededSampler
+from minc_lightning.data.shards import ShardImages, written_order
 from minc_lightning.errors import BadInput, MissingPath
 
 __all__ = [
@@ -168,7 +169,7 @@ def subset_indices(size: int, n: int | None) -> tuple[int, ...] | None:
     --train_subset`` writes the same one."""
     if n is None or n >= size:
         return None
-    return tuple(np.random.default_rng(0).permutation(size)[:n].tolist())
+    return tuple(written_order(size, n).tolist())
 
 
 def ignore_stop_signals(worker_id: int) -> None:
@@ -196,7 +197,15 @@ def check_arguments(args: dict[str, Any]) -> None:
         local_views=(args["local_views"], non_negative_int),
         local_size=(args["local_size"], optional(positive_int)),
         local_scale=(args["local_scale"], optional(scale_range)),
+        order=(args["order"], optional(one_of(("chunks", "global")))),
+        chunk_window=(args["chunk_window"], positive_int),
+        cache_bytes=(args["cache_bytes"], optional(positive_int)),
     )
+    if args["order"] == "chunks" and args["dataset"] != "streaming":
+        raise BadInput(
+            f"MINCDataModule: order 'chunks' reads shards a chunk at a time; dataset "
+            f"{args['dataset']!r} is not sharded: leave data.order unset (or 'global')"
+        )
 
 
 def scale_range(value: Any) -> str | None:
@@ -254,6 +263,17 @@ class MINCDataModule(LightningDataModule):
             most ``image_size``.
         local_scale: the local crops' (low, high) fraction of the image's area (None: the
             preset's, e.g. (0.05, 0.14) for ImageNet).
+        order: shards only. "chunks" (their default): each epoch permutes the chunks, deals
+            them out to the processes and loader workers, and shuffles the records within
+            windows of ``chunk_window`` chunks, so each worker reads whole chunks, downloaded
+            ahead of use (``sampling.ChunkOrder``). "global": one permutation of all records,
+            as files are read (shards then train exactly as their source files do). None:
+            "chunks" for shards, "global" otherwise.
+        chunk_window: chunks whose records are shuffled together (order "chunks").
+        cache_bytes: shards in object storage: the most bytes of chunks each reader (loader
+            worker, or the process without workers) holds on local disk (None: 12 of the
+            largest chunk). At least one chunk; ``chunk_window`` + 2 chunks let downloads run
+            ahead of reading.
     """
 
     def __init__(
@@ -276,6 +296,9 @@ class MINCDataModule(LightningDataModule):
         local_views: int = 0,
         local_size: int | None = None,
         local_scale: tuple[float, float] | None = None,
+        order: Literal["chunks", "global"] | None = None,
+        chunk_window: int = 4,
+        cache_bytes: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["augmentation"])
@@ -308,6 +331,7 @@ class MINCDataModule(LightningDataModule):
             check_view_sizes(list(augmentation.transforms), local_views)
         self.augmentation = augmentation
         self.augment_on = augment_on
+        self.order = order or ("chunks" if dataset == "streaming" else "global")
         self.eval_transform = self.build_eval_transform(eval_resize)
         # uint8 → float, minus mean, over std in one pass: (x - 255 m) / (255 s)
         self.shift = 255 * torch.tensor(self.preset.stats[0]).view(1, -1, 1, 1)
@@ -349,10 +373,23 @@ class MINCDataModule(LightningDataModule):
         """The dataset of a split under ``transform`` (None: no validation split)."""
         return self.entry.read(self.source, split, transform)
 
-    @staticmethod
-    def _subset(dataset: Dataset | None, n: int | None) -> Dataset | None:
+    def _subset(self, dataset: Dataset | None, n: int | None) -> Dataset | None:
+        if isinstance(dataset, ShardImages):
+            dataset.cache_bytes = self.hparams.cache_bytes
+            if self.hparams.cache_bytes and self.hparams.cache_bytes < dataset.largest_chunk:
+                raise BadInput(
+                    f"MINCDataModule: cache_bytes {self.hparams.cache_bytes} cannot hold one "
+                    f"chunk of {dataset.url} ({dataset.largest_chunk} bytes): raise "
+                    f"data.cache_bytes to {dataset.largest_chunk} or more, better "
+                    f"{(self.hparams.chunk_window + 2) * dataset.largest_chunk} (chunk_window "
+                    "+ 2 chunks)"
+                )
         indices = None if dataset is None else subset_indices(len(dataset), n)
-        return dataset if indices is None else Subset(dataset, list(indices))
+        if indices is None:
+            return dataset
+        if isinstance(dataset, ShardImages):
+            return dataset.subset(list(indices))
+        return Subset(dataset, list(indices))
 
     @property
     def train_transform(self) -> MultiViewTransform | LoaderViews:
@@ -387,9 +424,11 @@ class MINCDataModule(LightningDataModule):
     # --- Lightning hooks ---------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and stage in (None, "fit"):
-            self.train_set = self._subset(
-                self.build("train", self.train_transform), self.hparams.train_subset
-            )
+            train = self.build("train", self.train_transform)
+            if isinstance(train, ShardImages) and self.order == "global":
+                # as the files are read: image i is the source's i, one request per record
+                train = train.in_source_order().per_record()
+            self.train_set = self._subset(train, self.hparams.train_subset)
             where = {"loader": "in the loader", "device": "on the device"}
             rank_zero_info(f"MINCDataModule: views made {where[self.resolve_augment_on()]}")
             processes = self.trainer.world_size if self.trainer else 1
@@ -424,13 +463,32 @@ class MINCDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         # (seed, epoch, position) fix every batch and augmentation, and the loader's position
         # travels in the checkpoint: a mid-epoch resume is exact with any number of workers
-        sampler = SeededSampler(self.train_set, self.batch_size, seed=self.hparams.seed)
-        loader = self._loader(SeededDataset(self.train_set), train=True, sampler=sampler)
+        order = self.chunk_order()
+        sampler = SeededSampler(
+            self.train_set, self.batch_size, seed=self.hparams.seed, order=order
+        )
+        loader = self._loader(SeededDataset(self.train_set, order), train=True, sampler=sampler)
         if self._resume_position is not None:  # before any iterator exists (workers prefetch)
             loader.load_state_dict(self._resume_position)
             self._resume_position = None
         self._train_loader = loader
         return loader
+
+    def chunk_order(self) -> ChunkOrder | None:
+        """The epoch's order over shards read a chunk at a time (``order="chunks"``). Its
+        readers are this run's loader workers at its first start, kept by a resume."""
+        if self.order != "chunks":
+            return None
+        readers = (self._resume_position or {}).get("readers") or max(self.num_workers, 1)
+        return ChunkOrder(
+            self.train_set.chunk_of,
+            seed=self.hparams.seed,
+            world=world_size(),
+            rank=rank(),
+            batch_size=self.batch_size,
+            window=self.hparams.chunk_window,
+            readers=readers,
+        )
 
     # --- the stream of batches a checkpoint belongs to ---------------------------------------
     def stream(self) -> dict[str, Any]:
@@ -448,7 +506,11 @@ class MINCDataModule(LightningDataModule):
             "data.drop_last": self.drop_last,
             "trainer.accumulate_grad_batches": trainer.accumulate_grad_batches if trainer else 1,
             "processes (devices × nodes)": trainer.world_size if trainer else 1,
-        }
+        } | (
+            {"data.order": self.order, "data.chunk_window": self.hparams.chunk_window}
+            if self.dataset == "streaming"
+            else {}
+        )
 
     def state_dict(self) -> dict[str, Any]:
         position = self._train_loader.state_dict() if self._train_loader is not None else None

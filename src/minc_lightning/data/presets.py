@@ -241,7 +241,8 @@ class Shards:
                 f"{self.root} holds no {split} split: minc-lightning-prepare --splits {split}"
             )
         skipped = [s["position"] for s in info["skipped"]]
-        return ShardImages(self.root, split, info["count"], skipped, transform)
+        order = info.get("order", "source")
+        return ShardImages(self.root, split, info["count"], skipped, transform, order)
 
 
 def shard_entry(root: str) -> DatasetEntry:

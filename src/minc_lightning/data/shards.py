@@ -2,22 +2,25 @@
 ``MINCDataModule(dataset="streaming", root=<folder or s3://bucket/prefix>)``.
 
 A prepared folder holds one litdata dataset per split (``<out>/train``, ``<out>/val``) and
-``manifest.json`` (the source dataset, its class names, the count of each split, the files that
-could not be read). Every record is ``{"index", "label", "image"}``: the image file's bytes
-unchanged (image folders) or a lossless PNG of the array (CIFAR, STL-10, Fashion-MNIST), so a
-decoded shard image equals the image the source path decodes, and a run trained from shards
-sees the same pixels.
+``manifest.json`` (the source dataset, its class names, the count of each split, how its records
+are ordered, the files that could not be read). Every record is ``{"index", "label", "image"}``:
+the image file's bytes unchanged (image folders) or a lossless PNG of the array (CIFAR, STL-10,
+Fashion-MNIST), so a decoded shard image equals the image the source path decodes, and a run
+trained from shards sees the same pixels. The training split is written in a seeded random
+order (the one ``train_subset`` takes), so that each chunk is a random sample of the classes.
 
-Reading is by position, through litdata's random access (which fetches one record's bytes, not
-its whole chunk): the epoch's order, the split over processes, the augmentation of each sample
-and the position a resume continues from stay those of ``sampling.SeededSampler``, so shards are
-exact on resume and across processes in the same way as files. litdata's own shuffling,
-per-rank split and loader state (whose resume replays by count and is not saved by the Trainer,
-litdata#775) are not used.
+Records are read by position through litdata, from a local folder or, for object storage, from
+whole chunks each reader downloads ahead of use (``data/chunks.py``). Which positions an epoch
+reads, in which order, is the sampler's (``sampling.SeededSampler``, with ``ChunkOrder`` by
+default): the split over processes, the augmentation of each sample and the position a resume
+continues from stay this package's, so shards are exact on resume and across processes in the
+same way as files. litdata's own shuffling, per-rank split and loader state (whose resume
+replays by count and is not saved by the Trainer, litdata#775) are not used.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -39,7 +42,7 @@ from minc_lightning.errors import BadInput, MissingExtra, MissingPath, Unreachab
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 2  # 2: the training split in a seeded random order
 EXTRA = "pip install 'minc-lightning[streaming]'"
 UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
@@ -103,7 +106,7 @@ def read_text(root: str, name: str) -> str:
         ) from err
 
 
-def shard_cache(root: str, split: str) -> str:
+def shard_cache(index: str) -> str:
     """The local folder that holds the chunks read from a remote split: one per prepared
     version, named by the hash of its ``index.json`` (under ``MINC_LIGHTNING_SHARD_CACHE``, by
     default ``~/.cache/minc-lightning/shards``).
@@ -112,7 +115,6 @@ def shard_cache(root: str, split: str) -> str:
     process opens a newer one: the loader workers and DDP processes that open a re-prepared
     prefix together then delete files under one another. A folder per version is never
     deleted by a reader; a version no run reads any more may be deleted by hand."""
-    index = read_text(split_dir(root, split), "index.json")
     base = os.environ.get("MINC_LIGHTNING_SHARD_CACHE", "~/.cache/minc-lightning/shards")
     return str(Path(base).expanduser() / hashlib.sha256(index.encode()).hexdigest()[:32])
 
@@ -184,8 +186,33 @@ def encoded(dataset: Dataset, index: int) -> tuple[bytes, int, str]:
 
 
 # --- reading -----------------------------------------------------------------------------------
+def source_positions(count: int, order: str, skipped: list[int]) -> np.ndarray:
+    """The position of each readable image of a split, in the source's order: what a run
+    from the source files calls image i is at ``positions[i]``. ``order`` is the manifest's:
+    "source" (record p is image p), "permutation" (record p is image ``perm[p]`` of the seeded
+    permutation ``subset_indices`` draws) or "subset" (record p is the subset's image p)."""
+    positions = np.arange(count)
+    if order == "permutation":
+        positions = np.empty(count, dtype=np.int64)
+        positions[written_order(count, None)] = np.arange(count)
+    return positions[~np.isin(positions, skipped)] if skipped else positions
+
+
+def written_order(size: int, n: int | None) -> np.ndarray:
+    """The source images ``minc-lightning-prepare`` writes to a training split, in order: the
+    seeded permutation whose first ``n`` are ``train_subset``'s subset."""
+    order = np.random.default_rng(0).permutation(size)
+    return order if n is None else order[:n]
+
+
 class ShardImages(Dataset):
-    """A prepared split, by position: (transformed image, label), as the source path gives.
+    """A prepared split: (transformed image, label), as the source path gives.
+
+    Image i is the i-th readable record; ``in_source_order()`` makes image i the one the source
+    files call i (as training in the global order needs, to equal training from the files).
+    From object storage, records are read from whole chunks downloaded ahead of use
+    (``data/chunks.py``), or, after ``per_record()``, one request per record (litdata's random
+    access: the global order, whose records lie in random chunks).
 
     Args:
         root: the prepared folder or ``s3://bucket/prefix``.
@@ -194,7 +221,13 @@ class ShardImages(Dataset):
         skipped: the positions of unreadable files (left out; listed in the manifest).
         transform: as the source dataset's; a transform with ``from_file`` decodes the lazily
             opened image itself (``augment_on="device"``).
+        order: how the records are ordered (``source_positions``).
+
+    ``cache_bytes`` bounds the chunks a reader of object storage holds at once (set by the
+    data module; None: room for ``CACHE_CHUNKS`` of the largest chunk).
     """
+
+    CACHE_CHUNKS = 12
 
     def __init__(
         self,
@@ -203,47 +236,116 @@ class ShardImages(Dataset):
         count: int,
         skipped: list[int],
         transform: Any = None,
+        order: str = "source",
     ) -> None:
         require_litdata()
         self.root, self.split = root, split
-        gone = set(skipped)
-        self.positions = [p for p in range(count) if p not in gone]
+        self.url = split_dir(root, split)
+        self.index = read_text(self.url, "index.json")
+        self.chunks = json.loads(self.index)["chunks"]
+        self.count, self.order, self.skipped = count, order, skipped
+        self.positions = source_positions(count, "source", skipped)
+        self.chunk_of = self.chunks_of(self.positions)
         self.transform = transform
-        self.cache_dir = shard_cache(root, split) if remote(root) else None
+        self.cache_dir = shard_cache(self.index) if remote(root) else None
+        self.cache_bytes: int | None = None
+        self.whole_chunks = True
         self._records = None  # opened in each process that reads (loader workers)
+        self._store = None
+
+    def chunks_of(self, positions: np.ndarray) -> np.ndarray:
+        ends = np.cumsum([c["chunk_size"] for c in self.chunks])
+        return np.searchsorted(ends, positions, side="right")
+
+    def in_source_order(self) -> ShardImages:
+        """This split with image i the one the source files call i."""
+        ordered = copy.copy(self)
+        ordered.positions = source_positions(self.count, self.order, self.skipped)
+        ordered.chunk_of = self.chunks_of(ordered.positions)
+        return ordered
+
+    def per_record(self) -> ShardImages:
+        """This split read one record per request from object storage."""
+        single = copy.copy(self)
+        single.whole_chunks = False
+        return single
 
     def __len__(self) -> int:
         return len(self.positions)
+
+    @property
+    def largest_chunk(self) -> int:
+        return max(c["chunk_bytes"] for c in self.chunks)
+
+    def subset(self, indices: list[int]) -> ShardImages:
+        """These images of the split (``train_subset``), in this order."""
+        part = copy.copy(self)
+        part.positions, part.chunk_of = self.positions[indices], self.chunk_of[indices]
+        return part
+
+    @property
+    def store(self) -> Any:
+        """This process's chunks of a remote split (``data/chunks.py``)."""
+        if self._store is None:
+            import boto3
+
+            from minc_lightning.data.chunks import ChunkCache
+
+            bound = self.cache_bytes or self.CACHE_CHUNKS * self.largest_chunk
+            client = boto3.client("s3", **storage_options())
+            self._store = ChunkCache(
+                self.url, self.chunks, self.index, Path(self.cache_dir), bound, client
+            )
+        return self._store
+
+    @property
+    def chunked(self) -> bool:
+        """Read from whole chunks this process downloads (object storage, by default)."""
+        return self.cache_dir is not None and self.whole_chunks
 
     @property
     def records(self) -> Any:
         if self._records is None:
             from litdata import StreamingDataset
 
-            with opening(self.cache_dir):
-                self._records = StreamingDataset(
-                    split_dir(self.root, self.split),
-                    cache_dir=self.cache_dir,
-                    storage_options=storage_options(),
-                )
+            if self.chunked:
+                self._records = StreamingDataset(str(self.store.folder))
+            elif self.cache_dir is None:  # a local folder
+                self._records = StreamingDataset(self.url)
+            else:
+                with opening(self.cache_dir):
+                    self._records = StreamingDataset(
+                        self.url, cache_dir=self.cache_dir, storage_options=storage_options()
+                    )
         return self._records
 
     def __getstate__(self) -> dict[str, Any]:
-        return self.__dict__ | {"_records": None}  # each worker opens its own
+        return self.__dict__ | {"_records": None, "_store": None}  # each worker opens its own
+
+    def expect(self, indices: np.ndarray) -> None:
+        """The dataset indices this process will read next, in order: their chunks are
+        downloaded ahead of use (object storage; a local folder needs nothing)."""
+        if self.chunked:
+            self.store.plan(self.chunk_of[indices].tolist())
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
-        position = self.positions[i]
+        position, chunk = int(self.positions[i]), int(self.chunk_of[i])
+        if self.chunked:
+            self.store.acquire(chunk, position)  # names the record, chunk and endpoint
         try:
             record = self.records[position]
-        except Exception as err:  # a missing chunk, a refused request: name the record
+        except Exception as err:  # a damaged chunk: name the record
             raise Unreadable(
-                f"cannot read record {position} of {split_dir(self.root, self.split)} "
+                f"cannot read record {position} of {self.url} "
                 f"({type(err).__name__}: {err}); the shards may have been changed or deleted "
                 "since minc-lightning-prepare wrote them"
             ) from err
+        finally:
+            if self.chunked:
+                self.store.release(chunk)
         if int(record["index"]) != position:
             raise BadInput(
-                f"{split_dir(self.root, self.split)}: record {position} holds index "
+                f"{self.url}: record {position} holds index "
                 f"{record['index']}; the shards are not those the manifest describes"
             )
         image = Image.open(io.BytesIO(record["image"]))
