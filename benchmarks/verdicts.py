@@ -143,3 +143,64 @@ def minutes_to_reach(points: list[dict], target: float, metric: str) -> float | 
     if slope <= 1e-9:  # a flat curve fits a slope of ±1e-17, not 0: it does not rise
         return None
     return float(np.exp((target - intercept) / slope) / 60)
+
+
+# --- rules that fit the number of seeds -----------------------------------------------------
+# A fixed 2-SE rule over 3 seeds has about 3 degrees of freedom (near p = 0.1, not 0.05), and
+# compares unpaired seeds that are shared. These use Student's t for the runs there are, pair
+# runs that share a seed, and say what "the same" means by a stated margin.
+EQUIVALENT, DIFFERENT = "equivalent", "different"
+ALPHA = 0.05
+
+
+class Interval(NamedTuple):
+    """mean(a − b) and its (1 − 2·alpha) confidence interval, with its degrees of freedom."""
+
+    value: float
+    low: float
+    high: float
+    dof: float
+
+
+def interval(a: list[float], b: list[float], paired: bool, alpha: float = ALPHA) -> Interval:
+    """The difference of means with a t interval: over the per-seed differences when paired
+    (runs i of a and b share seed i), else Welch's. Two-sided at 1 − 2·alpha (alpha = 0.05:
+    the 90% interval, whose ends are the one-sided 5% tests)."""
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if paired:
+        if len(a) != len(b):
+            raise ValueError(f"paired runs need equal counts, got {len(a)} and {len(b)}")
+        d = a - b
+        dof, se = len(d) - 1, d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else math.inf
+    else:
+        va = a.var(ddof=1) / len(a) if len(a) > 1 else math.inf
+        vb = b.var(ddof=1) / len(b) if len(b) > 1 else math.inf
+        se = math.sqrt(va + vb)
+        dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se < math.inf else 0
+    value = float(a.mean() - b.mean())
+    if dof < 1 or not math.isfinite(se):
+        return Interval(value, -math.inf, math.inf, dof)
+    half = float(stats.t.ppf(1 - alpha, dof)) * se
+    return Interval(value, value - half, value + half, dof)
+
+
+def equivalence(
+    a: list[float], b: list[float], margin: float, paired: bool, alpha: float = ALPHA
+) -> tuple[str, Interval]:
+    """Two one-sided tests against ``±margin``: "equivalent" when the 1 − 2·alpha interval of
+    mean(a − b) lies inside (−margin, margin); "different" when it lies wholly outside that
+    range (a difference beyond the margin, at level alpha); else inconclusive."""
+    ci = interval(a, b, paired, alpha)
+    if -margin < ci.low and ci.high < margin:
+        return EQUIVALENT, ci
+    if ci.low >= margin or ci.high <= -margin:
+        return DIFFERENT, ci
+    return UNSURE, ci
+
+
+def corrected(alpha: float, claims: int) -> float:
+    """Bonferroni: the level of each of ``claims`` tests that a claim over all of them ("at
+    every batch size") keeps at ``alpha``."""
+    return alpha / max(claims, 1)

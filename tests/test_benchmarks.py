@@ -735,3 +735,24 @@ def test_readme_budget_lines_are_the_reported_seeds_means_and_verdicts():
     assert "- MINC ≥ SCL at every batch size: **holds**" in text
     empty = claims.Evidence()
     assert "has been reported yet" in report.readme_budget(empty, claims.judge_all(empty))
+
+
+def test_equivalence_follows_the_interval_on_data_whose_answer_is_known():
+    base = [80.0, 82.5, 78.0, 81.0, 79.5]  # seeds differ by points; the pairs by 0.05
+    near = [x + 0.05 * (-1) ** i for i, x in enumerate(base)]
+    far = [x - 2.0 + 0.05 * (-1) ** i for i, x in enumerate(base)]
+    assert verdicts.equivalence(near, base, margin=0.5, paired=True)[0] == verdicts.EQUIVALENT
+    assert verdicts.equivalence(far, base, margin=0.5, paired=True)[0] == verdicts.DIFFERENT
+    # unpaired, the seeds' spread hides both: neither can be decided from 5 runs
+    assert verdicts.equivalence(near, base, margin=0.5, paired=False)[0] == verdicts.UNSURE
+    assert verdicts.equivalence(far, base, margin=0.5, paired=False)[0] == verdicts.UNSURE
+    # one run a side decides nothing
+    assert verdicts.equivalence([1.0], [1.0], margin=0.5, paired=True)[0] == verdicts.UNSURE
+
+
+def test_the_interval_uses_t_for_the_seed_count():
+    d = [0.0, 1.0, 2.0]  # mean 1, sd 1, se 1/sqrt(3); t(0.95, 2) = 2.919986
+    ci = verdicts.interval(d, [0.0, 0.0, 0.0], paired=True)
+    assert ci.dof == 2 and abs(ci.high - ci.value - 2.919986 / 3**0.5) < 1e-5
+    wide = verdicts.interval(d, [0.0] * 3, paired=True, alpha=verdicts.corrected(0.05, 3))
+    assert wide.high - wide.low > ci.high - ci.low  # three claims at once: a wider interval
