@@ -23,10 +23,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import streaming_section  # noqa: E402
 import torch  # noqa: E402
 from claims import (  # noqa: E402
     EXACT_ONE_SETTING,
-    SHARDS,
     TUNED,
     Evidence,
     Verdict,
@@ -687,94 +687,6 @@ def multicrop_figure(groups: dict) -> plt.Figure:
     return fig
 
 
-def streaming_context(result: dict, verdicts: list[Verdict], docs: Path) -> dict | None:
-    """benchmarks/streaming.py: the loader's cost and pace per source and mode (each beside the
-    JPEG folder's in the same mode), the time to the first batch, and the quickstart from files
-    and from shards with its verdicts."""
-    loader = result.get("loader")
-    if not loader:
-        return None
-    rows = []
-    for key, measured in loader.items():
-        source, mode = key.split(" | ")
-        folder = loader[f"JPEG folder | {mode}"]
-        rows.append(
-            [
-                source,
-                mode,
-                f"{measured['core_ms']:.2f}",
-                f"{measured['core_ms'] / folder['core_ms']:.2f}×",
-                f"{measured['samples_per_s']:.0f}",
-                f"{measured['samples_per_s'] / folder['samples_per_s']:.2f}×",
-            ]
-        )
-    header = ["source", "`augment_on`", "loader core-ms per sample", "vs folder"]
-    header += ["samples/s", "vs folder"]
-    runs = result.get("quickstart", {}).get("runs", [])
-    quick_rows = [
-        [r["source"], str(r["seed"]), f"{100 * r['knn']:.2f}", f"{100 * r['linear']:.2f}"]
-        for r in runs
-    ]
-    quick_header = ["trained from", "seed", "kNN top-1 (%)", "linear top-1 (%)"]
-    mine = sorted(
-        (v for v in verdicts if v.claim.key == SHARDS.key), key=lambda v: v.metric != "linear"
-    )
-    return {
-        "setting": streaming_setting(result.get("setting")),
-        "table": table(header, "llrrrr", rows),
-        "figure": saved(streaming_figure(loader), docs, "streaming.png"),
-        "first_batch": first_batch_note(result.get("first_batch")),
-        "quick_table": table(quick_header, "lrrr", quick_rows) if runs else "Not run yet.",
-        "verdicts": bullets(mine, prefix=True) or "No verdict until both sources have run.",
-        "load": f"{result['load_average'] / result['cpus']:.1f}",
-    }
-
-
-def first_batch_note(first: dict | None) -> str:
-    """The time to the first batch on many files and on their shards, and their ratio."""
-    if first is None:
-        return "Time to the first batch on many files: not run yet (`--parts first_batch`)."
-    labels = ("JPEG folder", "shards, local folder")
-    rows = [[label, f"{first[label]:.1f}"] for label in labels]
-    return (
-        f"Time from `MINCDataModule(...)` to the first training batch, on a folder of "
-        f"{first['files']:,} small JPEGs against its shards, file cache warm; the folder takes "
-        f"{first[labels[0]] / first[labels[1]]:.1f}× the shards' time (`minc-lightning-prepare` "
-        f"wrote the shards in {first['prepare_seconds']:.0f} s):\n\n"
-        + table(["source", "seconds"], "lr", rows)
-    )
-
-
-def streaming_setting(setting: dict | None) -> str:
-    """The loader part's images, batch and workers as streaming.py recorded them."""
-    if setting is None:  # recorded before streaming.py kept its settings
-        return "The loader part's images, batch and workers are those `docs/benchmarks.md` states."
-    return (
-        f"{setting['jpegs']:,} JPEGs, batches of {setting['batch_size']}, "
-        f"{setting['workers']} loader workers for samples/s."
-    )
-
-
-def streaming_figure(loader: dict) -> plt.Figure:
-    """Loader core-ms per sample and samples/s of each source, both augment_on modes."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.2))
-    sources = list(dict.fromkeys(key.split(" | ")[0] for key in loader))
-    modes = list(dict.fromkeys(key.split(" | ")[1] for key in loader))
-    ys = np.arange(len(sources))
-    for ax, metric, title in (
-        (axes[0], "core_ms", "loader core-ms per sample (lower is better)"),
-        (axes[1], "samples_per_s", "samples per second through the loader's workers"),
-    ):
-        for i, mode in enumerate(modes):
-            values = [loader[f"{s} | {mode}"][metric] for s in sources]
-            ax.barh(ys + 0.4 * i - 0.2, values, height=0.4, label=f"augment_on={mode}")
-        ax.set(title=title)
-        ax.set_yticks(ys, sources if ax is axes[0] else [])
-        ax.invert_yaxis()
-    axes[1].legend(loc="lower right")
-    return fig
-
-
 def load_note(runs: list[dict]) -> str:
     """What the load average says about the timings (rule: above 1.5 per CPU, they include other
     work)."""
@@ -1059,6 +971,7 @@ def write_report(
     multicrop: dict | None = None,
     readme: Path | None = None,
     streaming: dict | None = None,
+    order: dict | None = None,
 ) -> None:
     """docs/results.md and its plots into ``docs``; with ``readme``, its claims block too."""
     docs.mkdir(parents=True, exist_ok=True)
@@ -1093,7 +1006,16 @@ def write_report(
         *(("tuned", tuned_context(c, n, verdicts, docs)) for n, c in ev.tuned.items()),
         *(("recipe", recipe_context(r, n, verdicts, docs)) for n, r in ev.recipes.items()),
         *(("multicrop", multicrop_context(r, n, verdicts, docs)) for n, r in ev.multicrop.items()),
-        ("streaming", streaming_context(ev.streaming, verdicts, docs)),
+        (
+            "streaming",
+            streaming_section.context(
+                ev.streaming,
+                load(DATA / "streaming_order.json") if order is None else order,
+                verdicts,
+                docs,
+                lambda fig, name: saved(fig, docs, name),
+            ),
+        ),
         ("variance", variance_context(store, verdicts, docs)),
         ("spectrum", spectrum_context(store, verdicts, docs)),
         *(("lambda", lambda_context(r, n, verdicts, docs)) for n, r in ev.lambdas.items()),
@@ -1138,4 +1060,5 @@ if __name__ == "__main__":
         load_named("multicrop", a.data),
         a.readme,
         load(a.data / "streaming.json"),
+        load(a.data / "streaming_order.json"),
     )

@@ -2,24 +2,32 @@
 
 Parts (``--parts``, all by default):
 
-* ``loader``: for the folder, its shards in a local folder, and the same shards on a SeaweedFS S3
-  server started on 127.0.0.1 (``object_store.py``), in both ``augment_on`` modes at 224 px
-  (ImageNet preset, about 500×375 JPEGs written by the benchmark): loader CPU core-milliseconds
-  per two-view sample (0 workers, one thread: the process's CPU time over the loader), and
-  samples per second through ``--workers`` loader workers (wall time of an epoch, the workers'
-  start-up included).
+* ``loader``: the folder, its shards in a local folder, and the same shards on a SeaweedFS S3
+  server started on 127.0.0.1 (``object_store.py``), directly and behind a proxy on 127.0.0.1
+  that delays each request by 20 or 50 ms (a distant bucket's round trip), in both
+  ``augment_on`` modes at 224 px (ImageNet preset, about 500×375 JPEGs written by the
+  benchmark, ``--chunk_bytes`` chunks, each reader allowed 6 chunks on disk): loader CPU
+  core-milliseconds per two-view sample (0 workers, one thread: the process's CPU time over
+  the loader, its download thread included), samples per second through ``--workers`` loader
+  workers (wall time of an epoch, the workers' start-up included), seconds from the data
+  module's creation to the first batch, and the most bytes of chunks a reader held on disk
+  (sampled every 5 ms). The global order from S3 (one request a record) is measured beside.
 * ``first_batch``: seconds from ``MINCDataModule(...)`` to the first training batch, on a folder
   of ``--files`` small JPEGs (listing and indexing them is what a million files cost) and on its
   shards (the time ``minc-lightning-prepare`` took is printed beside it).
-* ``quickstart``: ``configs/quickstart.yaml`` trained from its files and from shards of them
-  (``--seeds``), scored like ``minc-lightning-eval``: shards must reach the files' accuracy
-  (``claims.judge_shards``' rule); the tests find the two bit-identical on the CPU.
+* ``quickstart``: ``configs/quickstart.yaml`` trained from its files and from shards of them in
+  the global order (``--seeds``), scored like ``minc-lightning-eval``: shards must reach the
+  files' accuracy (``claims.judge_shards``' rule); the tests find the two bit-identical on the
+  CPU.
+* ``order``: the quickstart from shards in 200 chunks, in the chunk-local order and in the
+  global order (``--order_seeds``, paired), judged by ``verdicts.order_unchanged``; its runs go to
+  ``docs/data/streaming_order.json`` as each ends, and an interrupted part continues.
 
 Writes ``docs/data/streaming.json``; ``benchmarks/report.py`` turns it into its section of
 docs/results.md, with a plot and the verdicts.
 
-    python benchmarks/streaming.py                          # over 30 minutes on 2 cores
-    python benchmarks/streaming.py --parts loader --jpegs 256
+    python benchmarks/streaming.py                          # about 2 hours on 2 cores
+    python benchmarks/streaming.py --parts loader           # about 10 minutes, cores idle
 """
 
 from __future__ import annotations
@@ -27,9 +35,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
+import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +48,10 @@ import torch
 from claims import judge_shards
 from common import DATA, ROOT
 from data_throughput import loader_seconds, write_jpegs
-from object_store import KEY, SECRET, s3_server, upload
+from object_store import KEY, SECRET, delaying_proxy, s3_server, upload
 from PIL import Image
-from recipe_curve import final_point
+from recipe_curve import final_point, run_missing
+from verdicts import ORDER_MARGIN, order_unchanged
 
 from minc_lightning.data import MINCDataModule
 from minc_lightning.prepare import prepare
@@ -47,45 +59,124 @@ from minc_lightning.prepare import prepare
 MODES = ("loader", "device")
 
 
-def module(dataset: str, root: str, mode: str, workers: int, batch: int) -> MINCDataModule:
-    dm = MINCDataModule(dataset, root, batch, num_workers=workers, augment_on=mode)
+def module(
+    dataset: str, root: str, mode: str, workers: int, batch: int, **options
+) -> MINCDataModule:
+    dm = MINCDataModule(dataset, root, batch, num_workers=workers, augment_on=mode, **options)
     dm.setup("fit")
     return dm
 
 
-def samples_per_second(dm: MINCDataModule) -> float:
-    """Two-view samples per second through the loader's workers over one epoch, from the
-    iterator's creation (the workers' start-up included)."""
-    start, n = time.perf_counter(), 0
+def samples_per_second(build) -> tuple[float, float]:
+    """(samples per second through the loader's workers over one epoch, from the iterator's
+    creation; seconds from ``build()``, the data module's creation, to the first batch)."""
+    started = time.perf_counter()
+    dm = build()
+    start, n, first = time.perf_counter(), 0, None
     for batch in dm.train_dataloader():
+        first = first or time.perf_counter() - started
         n += len(batch[1])
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), first
 
 
-def loader_part(jpegs: int, batch: int, workers: int, work: Path, endpoint: str) -> dict:
+@contextmanager
+def held_on_disk(cache: Path) -> Iterator[dict]:
+    """Samples the bytes of chunks each reader holds under ``cache`` every few milliseconds;
+    yields {"peak": the largest any reader held}."""
+    seen, stop = {"peak": 0}, threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            held: dict[str, int] = {}
+            for path in cache.glob("*/readers/*/*"):
+                if path.suffix in (".bin", ".part"):
+                    try:
+                        held[path.parent.name] = held.get(path.parent.name, 0) + path.stat().st_size
+                    except FileNotFoundError:
+                        pass
+            seen["peak"] = max([seen["peak"], *held.values()])
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+
+
+# each source: (dataset, root, added latency per request in s or None, data module options)
+def sources(folder: Path, shards: Path) -> dict[str, tuple]:
+    s3 = "s3://bench/jpegs"
+    return {
+        "JPEG folder": ("folder", str(folder), None, {}),
+        "shards, local folder": ("streaming", str(shards), None, {}),
+        "shards, S3 on 127.0.0.1": ("streaming", s3, 0.0, {}),
+        "shards, S3 + 20 ms a request": ("streaming", s3, 0.02, {}),
+        "shards, S3 + 50 ms a request": ("streaming", s3, 0.05, {}),
+        "shards, S3, global order (a request a record)": (
+            "streaming",
+            s3,
+            0.0,
+            {"order": "global"},
+        ),
+    }
+
+
+def loader_part(
+    jpegs: int, batch: int, workers: int, work: Path, endpoint: str, chunk_bytes: int
+) -> tuple[dict, dict]:
     folder = work / "jpegs"
     write_jpegs(folder / "train", jpegs)
-    prepare("folder", work / "shards", folder, splits=("train",), verbose=False)
-    upload(work / "shards", "bench", "jpegs")
-    sources = {
-        "JPEG folder": ("folder", str(folder)),
-        "shards, local folder": ("streaming", str(work / "shards")),
-        "shards, S3 on 127.0.0.1": ("streaming", "s3://bench/jpegs"),
-    }
-    print("\n## 224 px two-view samples: loader core-ms per sample, and samples/s\n")
-    print(f"| source | augment_on | core-ms per sample | samples/s ({workers} workers) |")
-    print("|---|---|---:|---:|")
+    shards = work / "shards"
+    prepare("folder", shards, folder, splits=("train",), chunk_bytes=chunk_bytes, verbose=False)
+    upload(shards, "bench", "jpegs")
+    chunks = json.loads((shards / "train" / "index.json").read_text())["chunks"]
+    largest = max(c["chunk_bytes"] for c in chunks)
+    bound = (4 + 2) * largest  # the default window's chunks, and two arriving
+    cache = Path(os.environ["MINC_LIGHTNING_SHARD_CACHE"])
+    print(f"\n## 224 px two-view samples ({len(chunks)} chunks of up to {largest:,} bytes)\n")
+    print(
+        f"| source | augment_on | core-ms per sample | samples/s ({workers} workers) | first "
+        "batch (s) | peak cache a reader (MB) |"
+    )
+    print("|---|---|---:|---:|---:|---:|")
     result = {}
-    for label, (dataset, root) in sources.items():
+    for label, (dataset, root, delay, options) in sources(folder, shards).items():
         for mode in MODES:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)  # the loader's own cost, as in one worker
-            cost = 1000 * loader_seconds(module(dataset, root, mode, 0, batch))
-            torch.set_num_threads(threads)
-            rate = samples_per_second(module(dataset, root, mode, workers, batch))
-            result[f"{label} | {mode}"] = {"core_ms": cost, "samples_per_s": rate}
-            print(f"| {label} | {mode} | {cost:.2f} | {rate:.0f} |", flush=True)
-    return result
+            with ExitStack() as stack:
+                if delay:
+                    proxied = stack.enter_context(delaying_proxy(endpoint, delay))
+                    os.environ["AWS_ENDPOINT_URL"] = proxied
+                chunked = delay is not None and options.get("order") != "global"
+                if chunked:
+                    options = options | {"cache_bytes": bound}
+                shutil.rmtree(cache, ignore_errors=True)  # each measurement downloads afresh
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)  # the loader's own cost, as in one worker
+                cost = 1000 * loader_seconds(module(dataset, root, mode, 0, batch, **options))
+                torch.set_num_threads(threads)
+                shutil.rmtree(cache, ignore_errors=True)
+                held = stack.enter_context(held_on_disk(cache))
+                rate, first = samples_per_second(
+                    lambda: module(dataset, root, mode, workers, batch, **options)  # noqa: B023
+                )
+                peak = held["peak"] if chunked else None
+                os.environ["AWS_ENDPOINT_URL"] = endpoint
+            result[f"{label} | {mode}"] = {
+                "core_ms": cost,
+                "samples_per_s": rate,
+                "first_batch_s": first,
+                "peak_cache_bytes": peak,
+            }
+            print(
+                f"| {label} | {mode} | {cost:.2f} | {rate:.0f} | {first:.1f} | "
+                f"{'–' if peak is None else f'{peak / 1e6:.1f}'} |",
+                flush=True,
+            )
+    chunking = {"chunks": len(chunks), "largest_chunk_bytes": largest, "cache_bytes": bound}
+    return result, chunking
 
 
 def first_batch_part(files: int, work: Path) -> dict:
@@ -131,6 +222,7 @@ def quickstart_part(seeds: list[int], work: Path) -> dict:
                     "--data.dataset=streaming",
                     f"--data.root={work / 'fm_shards'}",
                     "--data.train_subset=null",
+                    "--data.order=global",  # shards read as the files are
                 ],
             ),
         ):
@@ -146,14 +238,68 @@ def quickstart_part(seeds: list[int], work: Path) -> dict:
     return {"runs": runs}
 
 
+ORDER_CHUNK_BYTES = 50_000  # about 100 Fashion-MNIST records a chunk: 200 chunks of 20,000
+
+
+def order_part(seeds: list[int], work: Path, out: Path) -> dict:
+    """The quickstart from shards in small chunks (200 of them, so that a window of 4 holds 2%
+    of the data), read in the chunk-local order and in the global order, the same seeds for
+    both; judged by ``verdicts.order_unchanged`` (equivalent within ``ORDER_MARGIN``). Each run is
+    saved as it ends (``run_missing``): an interrupted part continues."""
+    config = ROOT / "configs" / "quickstart.yaml"
+    shards = work / "fm_small_chunks"
+    prepare(
+        "fashion_mnist",
+        shards,
+        None,
+        train_subset=20000,
+        chunk_bytes=ORDER_CHUNK_BYTES,
+        verbose=False,
+    )
+    chunks = len(json.loads((shards / "train" / "index.json").read_text())["chunks"])
+    settings = [{"order": o, "seed": seed} for seed in seeds for o in ("chunks", "global")]
+
+    def train(setting: dict) -> dict:
+        options = [
+            f"--seed_everything={setting['seed']}",
+            "--data.dataset=streaming",
+            f"--data.root={shards}",
+            "--data.train_subset=null",
+            f"--data.order={setting['order']}",
+        ]
+        run = work / f"order_{setting['order']}_{setting['seed']}"
+        return {"chunks": chunks, "window": 4} | final_point(config, run, options)
+
+    runs = run_missing(out, settings, train)
+    for metric in ("linear", "knn"):
+        paired = [
+            (a[metric], b[metric])
+            for a in runs
+            if a["order"] == "chunks"
+            for b in runs
+            if b["order"] == "global" and b["seed"] == a["seed"]
+        ]
+        verdict, ci = order_unchanged(*map(list, zip(*paired, strict=True)))
+        print(
+            f"{metric}: chunks − global {100 * ci.value:+.2f} points, 90% interval "
+            f"[{100 * ci.low:+.2f}, {100 * ci.high:+.2f}], margin ±{100 * ORDER_MARGIN:.1f}: "
+            f"{verdict}"
+        )
+    return {"runs": runs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", default=["loader", "first_batch", "quickstart"])
+    parser.add_argument(
+        "--parts", nargs="+", default=["loader", "first_batch", "quickstart", "order"]
+    )
     parser.add_argument("--jpegs", type=int, default=1024, help="224 px images for 'loader'")
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--chunk_bytes", type=int, default=2_000_000, help="for 'loader'")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--files", type=int, default=100_000, help="files for 'first_batch'")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--order_seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=DATA / "streaming.json")
     args = parser.parse_args()
     out = json.loads(args.out.read_text()) if args.out.is_file() else {}
@@ -171,13 +317,20 @@ def main() -> None:
             import boto3
 
             boto3.client("s3").create_bucket(Bucket="bench")
-            out["loader"] = loader_part(args.jpegs, args.batch_size, args.workers, work, endpoint)
-            out["setting"] = {k: vars(args)[k] for k in ("jpegs", "batch_size", "workers")}
+            os.environ["MINC_LIGHTNING_SHARD_CACHE"] = str(work / "cache")
+            out["loader"], chunking = loader_part(
+                args.jpegs, args.batch_size, args.workers, work, endpoint, args.chunk_bytes
+            )
+            out["load_average"] = os.getloadavg()[0]  # the timings' context
+            out["setting"] = chunking | {
+                k: vars(args)[k] for k in ("jpegs", "batch_size", "workers", "chunk_bytes")
+            }
         if "first_batch" in args.parts:
             out["first_batch"] = first_batch_part(args.files, work)
         if "quickstart" in args.parts:
             out["quickstart"] = quickstart_part(args.seeds, work)
-        out["load_average"] = os.getloadavg()[0]
+        if "order" in args.parts:
+            order_part(args.order_seeds, work, args.out.with_name("streaming_order.json"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")

@@ -204,3 +204,27 @@ def corrected(alpha: float, claims: int) -> float:
     """Bonferroni: the level of each of ``claims`` tests that a claim over all of them ("at
     every batch size") keeps at ``alpha``."""
     return alpha / max(claims, 1)
+
+
+# --- reading shards from object storage (benchmarks/streaming.py), one timing each ----------
+FOLDER_PACE = 0.9  # samples/s from S3 at least this share of the JPEG folder's, in each mode
+CORE_MS_BOUND = 1.2  # loader core-ms per sample from S3 at most this multiple of the folder's
+LATENCY_HIDDEN = 0.8  # samples/s with added latency at least this share of none added
+ORDER_MARGIN = 0.005  # the chunk-local order "unchanged": top-1 within half a point
+
+
+def at_least(ratios: list[float], threshold: float) -> str:
+    """Every ratio at or above ``threshold``: holds; any below: does not hold (timings of one
+    run each, on a machine whose cores were otherwise idle)."""
+    return UNSURE if not ratios else HOLDS if min(ratios) >= threshold else FAILS
+
+
+def at_most(ratios: list[float], threshold: float) -> str:
+    return UNSURE if not ratios else HOLDS if max(ratios) <= threshold else FAILS
+
+
+def order_unchanged(chunks: list[float], global_: list[float]) -> tuple[str, Interval]:
+    """The chunk-local order's accuracy against the global order's, runs paired by seed:
+    holds when equivalent within ``ORDER_MARGIN``, fails when different beyond it."""
+    verdict, ci = equivalence(chunks, global_, ORDER_MARGIN, paired=True)
+    return {EQUIVALENT: HOLDS, DIFFERENT: FAILS}.get(verdict, UNSURE), ci

@@ -14,6 +14,7 @@ import claims  # noqa: E402
 import report  # noqa: E402
 import rows  # noqa: E402
 import spectral_exact as exact  # noqa: E402
+import streaming_section  # noqa: E402
 import verdicts  # noqa: E402
 
 
@@ -609,6 +610,12 @@ def test_the_shards_verdict_follows_the_numbers(shards, files, expected):
     assert claims.judge_shards({}) == []  # not run: no verdict
 
 
+def streaming_section_of(result: dict, order: dict, verdicts, folder: Path) -> dict:
+    return streaming_section.context(
+        result, order, verdicts, folder, lambda fig, name: report.saved(fig, folder, name)
+    )
+
+
 def test_the_streaming_section_computes_its_ratios_from_the_file(tmp_path):
     loader = {
         f"{source} | {mode}": {"core_ms": cost, "samples_per_s": 1000 / cost}
@@ -623,13 +630,72 @@ def test_the_streaming_section_computes_its_ratios_from_the_file(tmp_path):
         "shards, local folder": 2.0,
     }
     verdicts = claims.judge_shards(result)
-    section = report.streaming_context(result, verdicts, tmp_path)
-    assert "| shards, local folder | device | 6.00 | 3.00× | 167 | 0.33× |" in section["table"]
+    section = streaming_section_of(result, {}, verdicts, tmp_path)
+    assert (
+        "| shards, local folder | device | 6.00 | 3.00× | 167 | 0.33× | – | – | – |"
+        in (section["table"])
+    )
     assert "the folder takes 4.0× the shards' time" in section["first_batch"]
     assert (tmp_path / "streaming.png").is_file() and "**holds**" in section["verdicts"]
+    assert "not run yet" in section["order"]
     del result["first_batch"], result["quickstart"]  # streaming.py --parts loader
-    section = report.streaming_context(result, [], tmp_path)
+    section = streaming_section_of(result, {}, [], tmp_path)
     assert "not run yet" in section["first_batch"] and section["quick_table"] == "Not run yet."
+
+
+def s3_loader(s3_rate: float, s3_cost: float, delayed_rate: float, peak: int) -> dict:
+    """Invented timings: the folder at 100 samples/s and 10 core-ms in both modes."""
+    loader = {}
+    for mode in ("loader", "device"):
+        loader[f"JPEG folder | {mode}"] = {"core_ms": 10.0, "samples_per_s": 100.0}
+        loader[f"shards, S3 on 127.0.0.1 | {mode}"] = {
+            "core_ms": s3_cost,
+            "samples_per_s": s3_rate,
+            "peak_cache_bytes": peak,
+        }
+        loader[f"shards, S3 + 50 ms a request | {mode}"] = {
+            "core_ms": s3_cost,
+            "samples_per_s": delayed_rate,
+            "peak_cache_bytes": peak,
+        }
+    return loader
+
+
+@pytest.mark.parametrize(
+    "s3_rate, s3_cost, delayed_rate, peak, expected",
+    [
+        (95.0, 11.0, 80.0, 90, ["holds", "holds", "holds", "holds"]),
+        (85.0, 11.0, 80.0, 90, ["does not hold", "holds", "holds", "holds"]),  # 0.85× the folder
+        (95.0, 13.0, 80.0, 90, ["holds", "does not hold", "holds", "holds"]),  # 1.3× its cost
+        (95.0, 11.0, 70.0, 90, ["holds", "holds", "does not hold", "holds"]),  # 0.74× of none
+        (95.0, 11.0, 80.0, 101, ["holds", "holds", "holds", "does not hold"]),  # over the bound
+    ],
+)
+def test_the_streaming_speed_verdicts_follow_their_thresholds(
+    s3_rate, s3_cost, delayed_rate, peak, expected
+):
+    lines = streaming_section.speed_lines(
+        s3_loader(s3_rate, s3_cost, delayed_rate, peak), {"setting": {"cache_bytes": 100}}
+    )
+    assert [line.split("**")[1] for line in lines] == expected
+
+
+def test_the_order_note_pairs_seeds_and_applies_the_margin(tmp_path):
+    def runs(shift: float) -> dict:
+        base = {0: 0.80, 1: 0.83, 2: 0.78}  # seeds differ by points, pairs by 0.05 points
+        out = [{"order": "global", "seed": s, "linear": v, "knn": v} for s, v in base.items()]
+        for s, v in base.items():
+            moved = v + shift + 0.0005 * (-1) ** s
+            out.append({"order": "chunks", "seed": s, "linear": moved, "knn": moved})
+        return {"runs": [r | {"chunks": 200, "window": 4} for r in out]}
+
+    draw = lambda fig, name: report.saved(fig, tmp_path, name)  # noqa: E731
+    assert "linear: chunk-local − global +0.02 points" in streaming_section.order_note(
+        runs(0.0)["runs"], draw
+    )
+    assert "**holds**" in streaming_section.order_note(runs(0.0)["runs"], draw)
+    assert "**does not hold**" in streaming_section.order_note(runs(-0.02)["runs"], draw)
+    assert (tmp_path / "streaming_order.png").is_file()
 
 
 def multicrop_runs(linear: dict[tuple, list[float]]) -> dict:
