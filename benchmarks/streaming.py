@@ -19,7 +19,7 @@ Parts (``--parts``, all by default):
   the global order (``--seeds``), scored like ``minc-lightning-eval``: shards must reach the
   files' accuracy (``claims.judge_shards``' rule); the tests find the two bit-identical on the
   CPU.
-* ``order``: the quickstart from shards in 200 chunks, in the chunk-local order and in the
+* ``order``: the quickstart from shards in about 210 chunks, in the chunk-local order and in the
   global order (``--order_seeds``, paired), judged by ``verdicts.order_unchanged``; its runs go to
   ``docs/data/streaming_order.json`` as each ends, and an interrupted part continues.
 
@@ -238,11 +238,11 @@ def quickstart_part(seeds: list[int], work: Path) -> dict:
     return {"runs": runs}
 
 
-ORDER_CHUNK_BYTES = 50_000  # about 100 Fashion-MNIST records a chunk: 200 chunks of 20,000
+ORDER_CHUNK_BYTES = 50_000  # about 95 Fashion-MNIST records a chunk: 210 chunks of 20,000
 
 
 def order_part(seeds: list[int], work: Path, out: Path) -> dict:
-    """The quickstart from shards in small chunks (200 of them, so that a window of 4 holds 2%
+    """The quickstart from shards in small chunks (about 210, so that a window of 4 holds 2%
     of the data), read in the chunk-local order and in the global order, the same seeds for
     both; judged by ``verdicts.order_unchanged`` (equivalent within ``ORDER_MARGIN``). Each run is
     saved as it ends (``run_missing``): an interrupted part continues."""
