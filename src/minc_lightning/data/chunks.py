@@ -58,7 +58,6 @@ class ChunkCache:
         self.reading: int | None = None  # the chunk the reader is in: never evicted
         self.peak = 0
         self.ahead: list[int] = []  # the plan's chunks in order of first use
-        self.generation = 0  # a new plan stops the old plan's downloads
         self.lock = threading.Condition()
         self.thread: threading.Thread | None = None
 
@@ -66,7 +65,6 @@ class ChunkCache:
     def plan(self, sequence: list[int]) -> None:
         """The chunks of the records this reader reads next, one entry per record, in order."""
         with self.lock:
-            self.generation += 1
             self.uses = {}
             for step, chunk in enumerate(sequence):
                 self.uses.setdefault(chunk, deque()).append(step)
@@ -110,7 +108,6 @@ class ChunkCache:
 
     def close(self) -> None:
         with self.lock:
-            self.generation += 1
             self.ahead = []
             self.lock.notify_all()
         shutil.rmtree(self.folder, ignore_errors=True)
