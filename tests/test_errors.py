@@ -13,7 +13,7 @@ import torch
 from dataset_files import write_fashion_mnist
 from test_cli import quick_args
 
-from minc_lightning import cli, evaluate, export
+from minc_lightning import cli, evaluate, export, loading
 from minc_lightning.checkpoint_io import atomic_save, load_checkpoint
 from minc_lightning.errors import DEBUG, USER_ERROR_EXIT, NoSpace, UserError
 
@@ -111,7 +111,7 @@ def test_an_unreadable_checkpoint_is_named_by_every_command_and_never_trusted(
         assert f"another {flag}" in line or f"another {flag}" in line.lower(), line
         assert "weights_only=False" not in printed
     with pytest.raises(UserError) as err:  # the Python loader names the file as well
-        evaluate.model_from_checkpoint(ckpt)
+        loading.model_from_checkpoint(ckpt)
     assert str(ckpt) in str(err.value) and reason in str(err.value)
     monkeypatch.setenv(DEBUG, "1")  # with the traceback: still no advice to trust the file
     with pytest.raises(UserError) as err:

@@ -8,7 +8,7 @@ import torch
 from dataset_files import write_fashion_mnist
 from torch import nn
 
-from minc_lightning import evaluate, scoring
+from minc_lightning import evaluate, loading, scoring
 from minc_lightning.cli import run_cli
 
 CONFIG = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
@@ -98,7 +98,7 @@ def test_knn_and_linear_commands_on_a_cli_checkpoint(trained, network):
     ckpt, data = trained
     knn = evaluate.knn(str(ckpt), network=network, k=5, root=str(data), num_workers=0)
     linear = evaluate.linear(str(ckpt), network=network, epochs=2, root=str(data), num_workers=0)
-    model = evaluate.model_from_checkpoint(ckpt)
+    model = loading.model_from_checkpoint(ckpt)
     backbone = model.target_backbone if network == "target" else model.backbone
     dm = evaluate.MINCDataModule("fashion_mnist", str(data), batch_size=16, num_workers=0)
     cpu = torch.device("cpu")
@@ -114,8 +114,8 @@ def test_knn_and_linear_commands_on_a_cli_checkpoint(trained, network):
 
 def test_random_init_resets_the_trained_weights(trained):
     ckpt, _ = trained
-    model = evaluate.model_from_checkpoint(ckpt)
-    fresh = scoring.reinitialise(evaluate.model_from_checkpoint(ckpt))
+    model = loading.model_from_checkpoint(ckpt)
+    fresh = scoring.reinitialise(loading.model_from_checkpoint(ckpt))
     assert not torch.equal(model.backbone.features[0].weight, fresh.backbone.features[0].weight)
     assert torch.equal(
         fresh.backbone.features[1].running_var,
@@ -128,7 +128,7 @@ def test_checkpoint_from_other_config_is_refused(trained):
     from minc_lightning.backbones import ConvNet
 
     with pytest.raises(ValueError, match="does not fit|incompatible"):
-        evaluate.model_from_checkpoint(ckpt, backbone=ConvNet(width=8))
+        loading.model_from_checkpoint(ckpt, backbone=ConvNet(width=8))
 
 
 def test_pixels_baseline_scores_the_eval_images_themselves(trained):

@@ -61,7 +61,7 @@ def test_exported_resnet_loads_into_torchvision_with_identical_features(
     result = torchvision.models.resnet18().load_state_dict(weights, strict=False)
     assert sorted(result.missing_keys) == ["fc.bias", "fc.weight"] and not result.unexpected_keys
 
-    from minc_lightning.evaluate import model_from_checkpoint
+    from minc_lightning.loading import model_from_checkpoint
 
     model = model_from_checkpoint(resnet_checkpoint).eval()
     ours = model.target_backbone if network == "target" else model.backbone

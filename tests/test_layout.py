@@ -15,7 +15,7 @@ from dataset_files import write_fashion_mnist
 import minc_lightning
 from minc_lightning.callbacks import OnlineKNN
 from minc_lightning.cli import run_cli
-from minc_lightning.evaluate import model_from_checkpoint
+from minc_lightning.loading import model_from_checkpoint
 
 BEFORE = Path(__file__).parent / "data" / "before_layout"  # written by the flat package
 

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
-from typing import Literal
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch import Tensor, nn
+from torch import Tensor
 
 from minc_lightning.arguments import check, non_negative_int, one_of, positive, positive_int
-from minc_lightning.checkpoint_io import incompatibility, load_checkpoint
+from minc_lightning.checkpoint_io import load_checkpoint
 from minc_lightning.data.module import MINCDataModule
 from minc_lightning.errors import BadCheckpoint, reports_user_errors
-from minc_lightning.module import MINCModule
+from minc_lightning.loading import Network, load_backbone
 from minc_lightning.scoring import (
     Pixels,
     knn_accuracy,
@@ -32,38 +30,15 @@ from minc_lightning.scoring import (
     split_features,
 )
 
-Network = Literal["online", "target"]
-
-
-def model_from_checkpoint(
-    path: str | Path,
-    backbone: nn.Module | None = None,
-    ckpt: dict | None = None,
-    flag: str | None = None,
-) -> MINCModule:
-    """MINCModule as a checkpoint saved it, through Lightning's ``load_from_checkpoint`` (which
-    rebuilds a CLI run's backbone from its saved config); ``backbone`` for a module built in
-    Python, whose backbone object was not saved. Weights that do not fit the rebuilt module
-    are an error that lists the differences. ``ckpt``: the checkpoint already loaded;
-    ``flag``: the command's option that named ``path``, for its errors."""
-    ckpt = load_checkpoint(path, flag=flag) if ckpt is None else ckpt
-    given = {"backbone": backbone} if backbone is not None else {}
-    # strict=False: a mismatch is reported below, naming the keys and shapes, not Lightning's
-    model = MINCModule.load_from_checkpoint(path, map_location="cpu", strict=False, **given)
-    if error := incompatibility(model.state_dict(), ckpt["state_dict"]):
-        raise BadCheckpoint(f"{path}: {error}")
-    return model
-
 
 def request_features(request: Request) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
     """The frozen features of both splits of the checkpoint's data that ``request`` names."""
-    checkpoint = load_checkpoint(request.ckpt, flag="--ckpt")  # read once: weights and data
-    model = model_from_checkpoint(request.ckpt, ckpt=checkpoint)
+    checkpoint = load_checkpoint(request.ckpt, flag="--ckpt")  # its data settings
+    backbone = load_backbone(request.ckpt, request.network, flag="--ckpt")
     if request.random_init:  # the same architecture, freshly initialised: the baseline to beat
         with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
             torch.manual_seed(0)
-            model = reinitialise(model)
-    backbone = model.target_backbone if request.network == "target" else model.backbone
+            backbone = reinitialise(backbone)
     if request.pixels:  # no network at all: the raw pixels of the eval transform
         backbone = Pixels()
     data_hp = dict(checkpoint.get("datamodule_hyper_parameters", {}))

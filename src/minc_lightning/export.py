@@ -19,7 +19,7 @@ from minc_lightning.arguments import check, one_of
 from minc_lightning.backbones import ResNet, Timm
 from minc_lightning.checkpoint_io import atomic_save
 from minc_lightning.errors import BadInput, IsAFolder, reports_user_errors
-from minc_lightning.evaluate import model_from_checkpoint
+from minc_lightning.loading import load_backbone
 
 
 def plain_state_dict(backbone: nn.Module) -> dict[str, Tensor]:
@@ -48,11 +48,7 @@ def export(ckpt: str, out: str, network: Literal["online", "target"] = "online")
         )
     if path.is_dir():
         raise IsAFolder(f"minc-lightning-export: --out {out} is a directory; name a file")
-    model = model_from_checkpoint(ckpt, flag="--ckpt")
-    if network == "target" and not model.objective.uses_target:
-        raise BadInput(f"{ckpt}: objective {model.hparams.objective!r} has no target network")
-    backbone = model.target_backbone if network == "target" else model.backbone
-    state = plain_state_dict(backbone)
+    state = plain_state_dict(load_backbone(ckpt, network, flag="--ckpt"))
     atomic_save(state, path)  # a kill while writing leaves any earlier export whole
     print(f"wrote the {network} backbone of {ckpt} to {path} ({len(state)} tensors)")
     return path
