@@ -5,7 +5,7 @@ A prepared folder holds one litdata dataset per split (``<out>/train``, ``<out>/
 ``manifest.json`` (the source dataset, its class names, the count of each split, how its records
 are ordered, the files that could not be read). Every record is ``{"index", "label", "image"}``:
 the image file's bytes unchanged (image folders) or a lossless PNG of the array (CIFAR, STL-10,
-Fashion-MNIST), so a decoded shard image equals the image the source path decodes, and a run
+Fashion-MNIST), held as a uint8 array, so a decoded shard image equals the image the source path decodes, and a run
 trained from shards sees the same pixels. The training split is written in a seeded random
 order (the one ``train_subset`` takes), so that each chunk is a random sample of the classes.
 
@@ -36,15 +36,15 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from minc_lightning.data.formats import ArrayDataset
-from minc_lightning.data.images import CheckedImageFolder, to_rgb
+from minc_lightning.data.images import UNREADABLE, CheckedImageFolder, to_rgb
 from minc_lightning.errors import BadInput, MissingExtra, MissingPath, Unreachable, Unreadable
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-FORMAT = 2  # 2: the training split in a seeded random order
+# 2: the training split in a seeded random order; 3: the image's bytes as a uint8 array
+FORMAT = 3
 EXTRA = "pip install 'minc-lightning[streaming]'"
-UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def require_litdata() -> Any:
@@ -169,12 +169,22 @@ class Encoder:
                     f"cannot read image {name} ({err}); pass --on_corrupt skip to leave it out "
                     "(it is then listed in the manifest)"
                 ) from None  # the one line litdata's report keeps is this one, with the name
-            return {"index": position, "label": -2, "image": name.encode()}  # -2: unreadable
-        return {"index": position, "label": label, "image": data}
+            return {"index": position, "label": -2, "image": as_array(name.encode())}  # unreadable
+        return {"index": position, "label": label, "image": as_array(data)}
+
+
+def as_array(data: bytes) -> np.ndarray:
+    """The bytes as a uint8 array: a record of plain bytes is written by litdata, when pyarrow
+    is installed, as an Arrow table at the chunk's end with empty records before it, which
+    litdata's one-request-a-record reading then returns as empty (litdata 0.2.76); an array is
+    written the same way whether pyarrow is there or not."""
+    return np.frombuffer(data, dtype=np.uint8)
 
 
 def encoded(dataset: Dataset, index: int) -> tuple[bytes, int, str]:
     """(the image's bytes, its label, its name) of a source dataset's image ``index``."""
+    if hasattr(dataset, "encoded"):  # e.g. a Hugging Face dataset's images as stored
+        return dataset.encoded(index)
     if isinstance(dataset, CheckedImageFolder):
         path, label = dataset.samples[index]
         return Path(path).read_bytes(), int(label), path
