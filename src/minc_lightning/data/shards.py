@@ -5,9 +5,10 @@ A prepared folder holds one litdata dataset per split (``<out>/train``, ``<out>/
 ``manifest.json`` (the source dataset, its class names, the count of each split, how its records
 are ordered, the files that could not be read). Every record is ``{"index", "label", "image"}``:
 the image file's bytes unchanged (image folders) or a lossless PNG of the array (CIFAR, STL-10,
-Fashion-MNIST), held as a uint8 array, so a decoded shard image equals the image the source path decodes, and a run
-trained from shards sees the same pixels. The training split is written in a seeded random
-order (the one ``train_subset`` takes), so that each chunk is a random sample of the classes.
+Fashion-MNIST), held as a uint8 array, so a decoded shard image equals the image the source path
+decodes, and a run trained from shards sees the same pixels. The training split is written in a
+seeded random order (the one ``train_subset`` takes), so that each chunk is a random sample of
+the classes.
 
 Records are read by position through litdata, from a local folder or, for object storage, from
 whole chunks each reader downloads ahead of use (``data/chunks.py``). Which positions an epoch
@@ -169,7 +170,8 @@ class Encoder:
                     f"cannot read image {name} ({err}); pass --on_corrupt skip to leave it out "
                     "(it is then listed in the manifest)"
                 ) from None  # the one line litdata's report keeps is this one, with the name
-            return {"index": position, "label": -2, "image": as_array(name.encode())}  # unreadable
+            unreadable = as_array(name.encode())  # its name, under label -2
+            return {"index": position, "label": -2, "image": unreadable}
         return {"index": position, "label": label, "image": as_array(data)}
 
 
