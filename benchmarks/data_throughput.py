@@ -115,14 +115,17 @@ def write_jpegs(folder: Path, n: int) -> None:
         image.save(folder / f"c{i % 2}" / f"{i}.JPEG", quality=90)
 
 
-def loader_seconds(dm: MINCDataModule) -> float:
-    """CPU seconds per sample of one pass over the training loader, 0 workers, no device side."""
+def loader_seconds(dm: MINCDataModule, batches: int | None = None) -> float:
+    """CPU seconds per sample of one pass over the training loader (or its first ``batches``),
+    0 workers, no device side."""
     loader = dm.train_dataloader()
     for _ in loader:  # warm-up (file cache, allocator)
         break
     start = time.process_time()
     n = 0
-    for batch in loader:
+    for i, batch in enumerate(loader):
+        if batches is not None and i == batches:
+            break
         n += len(batch[1])
     return (time.process_time() - start) / n
 

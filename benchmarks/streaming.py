@@ -8,8 +8,10 @@ Parts (``--parts``, all by default):
   ``augment_on`` modes at 224 px (ImageNet preset, about 500×375 JPEGs written by the
   benchmark, ``--chunk_bytes`` chunks, each reader allowed 6 chunks on disk): loader CPU
   core-milliseconds per two-view sample (0 workers, one thread: the process's CPU time over
-  the loader, its download thread included), samples per second through ``--workers`` loader
-  workers (wall time of an epoch, the workers' start-up included), seconds from the data
+  16 batches of the loader, its download thread included), samples per second through
+  ``--workers`` loader workers over an epoch (from its start, the workers' start-up included,
+  and from its first batch on: the pace of an epoch long enough for its start not to count),
+  each the median of ``--repeats`` rounds over every source in turn, seconds from the data
   module's creation to the first batch, and the most bytes of chunks a reader held on disk
   (sampled every 5 ms). The global order from S3 (one request a record) is measured beside.
 * ``first_batch``: seconds from ``MINCDataModule(...)`` to the first training batch, on a folder
@@ -27,7 +29,7 @@ Writes ``docs/data/streaming.json``; ``benchmarks/report.py`` turns it into its 
 docs/results.md, with a plot and the verdicts.
 
     python benchmarks/streaming.py                          # about 2 hours on 2 cores
-    python benchmarks/streaming.py --parts loader           # about 10 minutes, cores idle
+    python benchmarks/streaming.py --parts loader           # about 20 minutes, cores idle
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -57,6 +59,7 @@ from minc_lightning.data import MINCDataModule
 from minc_lightning.prepare import prepare
 
 MODES = ("loader", "device")
+CORE_MS_BATCHES = 16  # each round's core-ms: the first 16 batches after a warm-up one
 
 
 def module(
@@ -67,16 +70,20 @@ def module(
     return dm
 
 
-def samples_per_second(build) -> tuple[float, float]:
-    """(samples per second through the loader's workers over one epoch, from the iterator's
-    creation; seconds from ``build()``, the data module's creation, to the first batch)."""
+def samples_per_second(build) -> tuple[float, float, float]:
+    """Through the loader's workers over one epoch: (samples per second from the iterator's
+    creation, start-up included; samples per second from the first batch on, the pace a long
+    epoch keeps; seconds from ``build()``, the data module's creation, to the first batch)."""
     started = time.perf_counter()
     dm = build()
-    start, n, first = time.perf_counter(), 0, None
+    start, n, first, first_at, first_n = time.perf_counter(), 0, None, None, 0
     for batch in dm.train_dataloader():
-        first = first or time.perf_counter() - started
+        if first_at is None:
+            first_at, first_n = time.perf_counter(), len(batch[1])
+            first = first_at - started
         n += len(batch[1])
-    return n / (time.perf_counter() - start), first
+    end = time.perf_counter()
+    return n / (end - start), (n - first_n) / (end - first_at), first
 
 
 @contextmanager
@@ -125,8 +132,19 @@ def sources(folder: Path, shards: Path) -> dict[str, tuple]:
 
 
 def loader_part(
-    jpegs: int, batch: int, workers: int, work: Path, endpoint: str, chunk_bytes: int
+    jpegs: int,
+    batch: int,
+    workers: int,
+    work: Path,
+    endpoint: str,
+    chunk_bytes: int,
+    keep: Callable[[dict], None],
+    repeats: int = 3,
 ) -> tuple[dict, dict]:
+    """The loader table: ``repeats`` rounds over every source of core-ms (``CORE_MS_BATCHES``
+    batches) and of the timings through the workers, each row's median (the peak: its largest)
+    beside its rounds;
+    ``keep(rows so far)`` after each, so that a failure keeps them."""
     folder = work / "jpegs"
     write_jpegs(folder / "train", jpegs)
     shards = work / "shards"
@@ -138,45 +156,63 @@ def loader_part(
     cache = Path(os.environ["MINC_LIGHTNING_SHARD_CACHE"])
     print(f"\n## 224 px two-view samples ({len(chunks)} chunks of up to {largest:,} bytes)\n")
     print(
-        f"| source | augment_on | core-ms per sample | samples/s ({workers} workers) | first "
-        "batch (s) | peak cache a reader (MB) |"
+        f"| source | augment_on | core-ms per sample | samples/s ({workers} workers) | from the "
+        "first batch | first batch (s) | peak cache a reader (MB) |"
     )
-    print("|---|---|---:|---:|---:|---:|")
-    result = {}
-    for label, (dataset, root, delay, options) in sources(folder, shards).items():
-        for mode in MODES:
-            with ExitStack() as stack:
-                if delay:
-                    proxied = stack.enter_context(delaying_proxy(endpoint, delay))
-                    os.environ["AWS_ENDPOINT_URL"] = proxied
-                chunked = delay is not None and options.get("order") != "global"
-                if chunked:
-                    options = options | {"cache_bytes": bound}
-                shutil.rmtree(cache, ignore_errors=True)  # each measurement downloads afresh
-                threads = torch.get_num_threads()
-                torch.set_num_threads(1)  # the loader's own cost, as in one worker
-                cost = 1000 * loader_seconds(module(dataset, root, mode, 0, batch, **options))
-                torch.set_num_threads(threads)
-                shutil.rmtree(cache, ignore_errors=True)
-                held = stack.enter_context(held_on_disk(cache))
-                rate, first = samples_per_second(
-                    lambda: module(dataset, root, mode, workers, batch, **options)  # noqa: B023
+    print("|---|---|---:|---:|---:|---:|---:|")
+    result: dict[str, dict] = {}
+    for _ in range(repeats):  # interleaved, so that a slower minute slows every source
+        for label, (dataset, root, delay, options) in sources(folder, shards).items():
+            for mode in MODES:
+                key = f"{label} | {mode}"
+                with ExitStack() as stack:
+                    if delay:
+                        proxied = stack.enter_context(delaying_proxy(endpoint, delay))
+                        os.environ["AWS_ENDPOINT_URL"] = proxied
+                    chunked = delay is not None and options.get("order") != "global"
+                    if chunked:
+                        options = options | {"cache_bytes": bound}
+                    shutil.rmtree(cache, ignore_errors=True)  # each one downloads afresh
+                    threads = torch.get_num_threads()
+                    torch.set_num_threads(1)  # the loader's own cost, as in one worker
+                    dm = module(dataset, root, mode, 0, batch, **options)
+                    cost = 1000 * loader_seconds(dm, CORE_MS_BATCHES)
+                    torch.set_num_threads(threads)
+                    shutil.rmtree(cache, ignore_errors=True)
+                    held = stack.enter_context(held_on_disk(cache))
+                    rate, steady, first = samples_per_second(
+                        lambda: module(dataset, root, mode, workers, batch, **options)  # noqa: B023
+                    )
+                    peak = held["peak"] if chunked else None
+                    os.environ["AWS_ENDPOINT_URL"] = endpoint
+                row = result.setdefault(key, {"rounds": []})
+                row["rounds"].append(
+                    {
+                        "core_ms": cost,
+                        "samples_per_s": rate,
+                        "steady_samples_per_s": steady,
+                        "first_batch_s": first,
+                        "peak_cache_bytes": peak,
+                    }
                 )
-                peak = held["peak"] if chunked else None
-                os.environ["AWS_ENDPOINT_URL"] = endpoint
-            result[f"{label} | {mode}"] = {
-                "core_ms": cost,
-                "samples_per_s": rate,
-                "first_batch_s": first,
-                "peak_cache_bytes": peak,
-            }
-            print(
-                f"| {label} | {mode} | {cost:.2f} | {rate:.0f} | {first:.1f} | "
-                f"{'–' if peak is None else f'{peak / 1e6:.1f}'} |",
-                flush=True,
-            )
+                row |= summary(row["rounds"])
+                keep(result)
+                print(
+                    f"| {label} | {mode} | {cost:.2f} | {rate:.0f} | {steady:.0f} | "
+                    f"{first:.1f} | {'–' if peak is None else f'{peak / 1e6:.1f}'} |",
+                    flush=True,
+                )
     chunking = {"chunks": len(chunks), "largest_chunk_bytes": largest, "cache_bytes": bound}
     return result, chunking
+
+
+def summary(rounds: list[dict]) -> dict:
+    """A row's figures over its rounds: the median of each timing, the largest peak."""
+    out = {
+        k: float(np.median([r[k] for r in rounds])) for k in rounds[0] if k != "peak_cache_bytes"
+    }
+    peaks = [r["peak_cache_bytes"] for r in rounds if r["peak_cache_bytes"] is not None]
+    return out | {"peak_cache_bytes": max(peaks) if peaks else None}
 
 
 def first_batch_part(files: int, work: Path) -> dict:
@@ -293,10 +329,11 @@ def main() -> None:
     parser.add_argument(
         "--parts", nargs="+", default=["loader", "first_batch", "quickstart", "order"]
     )
-    parser.add_argument("--jpegs", type=int, default=1024, help="224 px images for 'loader'")
+    parser.add_argument("--jpegs", type=int, default=4096, help="224 px images for 'loader'")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--chunk_bytes", type=int, default=2_000_000, help="for 'loader'")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the samples/s timings")
     parser.add_argument("--files", type=int, default=100_000, help="files for 'first_batch'")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--order_seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -318,12 +355,24 @@ def main() -> None:
 
             boto3.client("s3").create_bucket(Bucket="bench")
             os.environ["MINC_LIGHTNING_SHARD_CACHE"] = str(work / "cache")
+
+            def keep(rows: dict) -> None:
+                args.out.write_text(json.dumps(out | {"loader": rows}, indent=1))
+
             out["loader"], chunking = loader_part(
-                args.jpegs, args.batch_size, args.workers, work, endpoint, args.chunk_bytes
+                args.jpegs,
+                args.batch_size,
+                args.workers,
+                work,
+                endpoint,
+                args.chunk_bytes,
+                keep,
+                args.repeats,
             )
             out["load_average"] = os.getloadavg()[0]  # the timings' context
             out["setting"] = chunking | {
-                k: vars(args)[k] for k in ("jpegs", "batch_size", "workers", "chunk_bytes")
+                k: vars(args)[k]
+                for k in ("jpegs", "batch_size", "workers", "chunk_bytes", "repeats")
             }
         if "first_batch" in args.parts:
             out["first_batch"] = first_batch_part(args.files, work)
