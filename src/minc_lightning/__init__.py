@@ -10,6 +10,7 @@ from minc_lightning.baselines import (
 )
 from minc_lightning.data import MINCDataModule
 from minc_lightning.diagnostics import effective_rank, embedding_std, lambda_diagnostics
+from minc_lightning.loading import load_backbone
 from minc_lightning.loss import MINCLoss, minc_loss
 from minc_lightning.module import MINCModule
 from minc_lightning.objectives import OBJECTIVES, Objective
@@ -28,6 +29,7 @@ __all__ = [
     "effective_rank",
     "embedding_std",
     "lambda_diagnostics",
+    "load_backbone",
     "minc_loss",
     "spectral_contrastive_loss",
 ]

@@ -160,6 +160,10 @@ ADDED_SETTINGS: dict[str, Any] = {
     "model.local_predictor": "separate",
     "data.order": None,  # shards read a chunk at a time
     "data.chunk_window": 4,
+    "data.image_column": "image",  # Hugging Face datasets
+    "data.label_column": "label",
+    "data.train_split": "train",
+    "data.val_split": "validation",
 }
 
 

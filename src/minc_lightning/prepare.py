@@ -55,8 +55,11 @@ def prepare(
     chunk_bytes: int | str = "64MB",
     download: bool = False,
     verbose: bool = True,
+    columns: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``dataset``'s ``splits`` under ``out``; returns the manifest."""
+    """Write ``dataset``'s ``splits`` under ``out``; returns the manifest. ``columns``: a
+    Hugging Face dataset's ``image_column``, ``label_column``, ``train_split`` and
+    ``val_split`` (``Source``'s; their defaults otherwise)."""
     litdata = require_litdata()
     if dataset not in DATASETS or dataset == "streaming":
         names = ", ".join(n for n in DATASETS if n != "streaming")
@@ -64,7 +67,7 @@ def prepare(
     entry = DATASETS[dataset]
     if entry.needs_root and root is None:
         raise BadInput(f"minc-lightning-prepare: dataset {dataset!r} needs --root")
-    source = Source(root, download, "raise")
+    source = Source(root, download, "raise", **(columns or {}))
     with locked(out):
         manifest_path = out / MANIFEST
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
@@ -320,7 +323,18 @@ def main(argv: list[str] | None = None) -> None:
         "--chunk_bytes", type=chunk_size, default="64MB", help="one shard's size: 100000, 64mb"
     )
     p.add_argument("--download", action="store_true", help="let torchvision download CIFAR etc.")
+    hf = p.add_argument_group("huggingface", "which columns and splits hold the images")
+    hf.add_argument("--image_column", default="image", help="data.image_column")
+    hf.add_argument("--label_column", default="label", help="data.label_column ('none': no labels)")
+    hf.add_argument("--train_split", default="train", help="data.train_split")
+    hf.add_argument("--val_split", default="validation", help="data.val_split")
     a = p.parse_args(argv)
+    columns = {
+        "image_column": a.image_column,
+        "label_column": None if a.label_column.lower() in ("none", "null") else a.label_column,
+        "train_split": a.train_split,
+        "val_split": a.val_split,
+    }
     if a.train_subset is not None and a.train_subset < 1:
         p.error(f"--train_subset must be an integer >= 1, got {a.train_subset}")
     prepare(
@@ -333,6 +347,7 @@ def main(argv: list[str] | None = None) -> None:
         a.num_workers,
         a.chunk_bytes,
         a.download,
+        columns=columns,
     )
 
 

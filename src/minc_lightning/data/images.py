@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 HIGH_BIT_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 BACKGROUND = (255, 255, 255)  # what transparent pixels show: white, as image viewers on a page
+# what PIL raises for a file it cannot decode (truncated, not an image, a decompression bomb)
+UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -218,7 +220,7 @@ class CheckedImageFolder(torchvision.datasets.ImageFolder):
                 if from_file is not None:
                     return from_file(image), target
                 image = to_rgb(image)  # converting forces a full decode
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        except UNREADABLE as err:
             if self.on_corrupt == "raise":
                 raise Unreadable(
                     f"cannot read image {path} ({err}); set data.on_corrupt=skip to skip "
@@ -232,3 +234,35 @@ class CheckedImageFolder(torchvision.datasets.ImageFolder):
             )
             return self[(index + 1) % len(self)]
         return (self.transform(image) if self.transform else image), target
+
+
+def flat(directory: Path) -> bool:
+    """Whether ``directory`` is a folder of images with no class folders (``root/<image>``)."""
+    return directory.is_dir() and not any(
+        e.is_dir() and not hidden(e.name) for e in os.scandir(directory)
+    )
+
+
+class FlatImageFolder(CheckedImageFolder):
+    """``root/<image>``: a folder of images with no class folders, all unlabelled (label -1),
+    e.g. a user's photos to train on or embed."""
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        return [], {}
+
+    def make_dataset(
+        self,
+        directory: str,
+        class_to_idx: dict[str, int],
+        extensions: Any = None,
+        is_valid_file: Any = None,
+        allow_empty: bool = False,
+    ) -> list[tuple[str, int]]:
+        images, others = FolderWalk(Path(directory), []).images(Path(directory))
+        if not images:
+            raise MissingPath(
+                f"{directory} holds no image PIL opens ({', '.join(IMAGE_EXTENSIONS[:12])}, ...)"
+            )
+        if others:
+            log.warning("%s: skipped %d files that are not images", directory, len(others))
+        return [(str(p), -1) for p in images]

@@ -200,12 +200,20 @@ def check_arguments(args: dict[str, Any]) -> None:
         order=(args["order"], optional(one_of(("chunks", "global")))),
         chunk_window=(args["chunk_window"], positive_int),
         cache_bytes=(args["cache_bytes"], optional(positive_int)),
+        image_column=(args["image_column"], text),
+        label_column=(args["label_column"], optional(text)),
+        train_split=(args["train_split"], text),
+        val_split=(args["val_split"], optional(text)),
     )
     if args["order"] == "chunks" and args["dataset"] != "streaming":
         raise BadInput(
             f"MINCDataModule: order 'chunks' reads shards a chunk at a time; dataset "
             f"{args['dataset']!r} is not sharded: leave data.order unset (or 'global')"
         )
+
+
+def text(value: Any) -> str | None:
+    return None if isinstance(value, str) and value else "a non-empty name"
 
 
 def scale_range(value: Any) -> str | None:
@@ -224,13 +232,15 @@ class MINCDataModule(LightningDataModule):
 
     Args:
         dataset: a key of ``minc_lightning.data.DATASETS``: imagenet, imagenet100, cifar10,
-            cifar100, stl10, fashion_mnist, folder, or streaming (shards written by
-            ``minc-lightning-prepare``, with the prepared dataset's preset).
+            cifar100, stl10, fashion_mnist, folder, huggingface (a ``datasets`` dataset), or
+            streaming (shards written by ``minc-lightning-prepare``, with the prepared
+            dataset's preset).
         root: where the data lives (ImageNet: ``root/{train,val}/<wnid>/*.JPEG``; folder:
             ``root/train/<class>/*`` and optionally ``root/val/<class>/*``, or ``root/<class>/*``;
             streaming: the prepared folder or ``s3://bucket/prefix``, its endpoint from
-            ``AWS_ENDPOINT_URL`` and its credentials found by boto3). Fashion-MNIST is also looked
-            for in Debian's ``dataset-fashion-mnist`` location.
+            ``AWS_ENDPOINT_URL`` and its credentials found by boto3; huggingface: a
+            ``save_to_disk`` folder, a folder of parquet files or a Hub name). Fashion-MNIST is
+            also looked for in Debian's ``dataset-fashion-mnist`` location.
         batch_size: per process.
         num_workers: loader processes per training process.
         image_size: crop size of the views and the eval images (None: the dataset's preset).
@@ -274,6 +284,13 @@ class MINCDataModule(LightningDataModule):
             worker, or the process without workers) holds on local disk (None: 12 of the
             largest chunk). At least one chunk; ``chunk_window`` + 2 chunks let downloads run
             ahead of reading.
+        image_column: huggingface only: the column of images (``datasets.Image``, bytes or
+            paths).
+        label_column: huggingface only: the column of labels (ClassLabel or integers); None
+            for unlabelled images (no online probe).
+        train_split: huggingface only: the split to train on.
+        val_split: huggingface only: the split to validate on (None, or a dataset without it:
+            no validation).
     """
 
     def __init__(
@@ -299,6 +316,10 @@ class MINCDataModule(LightningDataModule):
         order: Literal["chunks", "global"] | None = None,
         chunk_window: int = 4,
         cache_bytes: int | None = None,
+        image_column: str = "image",
+        label_column: str | None = "label",
+        train_split: str = "train",
+        val_split: str | None = "validation",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["augmentation"])
@@ -313,7 +334,9 @@ class MINCDataModule(LightningDataModule):
         self.preset = entry.preset
         # a folder, or (shards) s3://bucket/prefix, which is not a path
         self.root = Path(root).expanduser() if root and "://" not in str(root) else root
-        self.source = Source(self.root, download, on_corrupt)
+        self.source = Source(
+            self.root, download, on_corrupt, image_column, label_column, train_split, val_split
+        )
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.drop_last = drop_last
@@ -575,9 +598,14 @@ class MINCDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader | list:
         return self.val_dataloader()
 
-    def eval_dataloader(self, split: Literal["train", "val"]) -> DataLoader:
-        """A split under the deterministic eval transform, in order (for offline evaluation)."""
+    def eval_dataloader(
+        self, split: Literal["train", "val"], limit: int | None = None
+    ) -> DataLoader:
+        """A split under the deterministic eval transform, in order (for offline evaluation);
+        ``limit``: at most that many of its images, a fixed seeded subset."""
         subset = self.hparams.train_subset if split == "train" else self.hparams.val_subset
+        if limit is not None:
+            subset = min(subset or limit, limit)
         dataset = self.build(split, self.eval_transform)
         if dataset is None:
             raise MissingPath(f"{self.dataset} at {self.root} has no {split} split")

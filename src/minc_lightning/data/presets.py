@@ -14,7 +14,12 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from minc_lightning.data.formats import ArrayDataset, read_cifar, read_fashion_mnist, read_stl10
-from minc_lightning.data.images import CheckedImageFolder, class_folders
+from minc_lightning.data.images import (
+    CheckedImageFolder,
+    FlatImageFolder,
+    class_folders,
+    flat,
+)
 from minc_lightning.errors import BadInput, MissingPath
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -47,6 +52,11 @@ class Source:
     root: Path | None
     download: bool = False
     on_corrupt: Literal["raise", "skip"] = "raise"
+    # Hugging Face datasets: which columns and splits hold the images (data/huggingface.py)
+    image_column: str = "image"
+    label_column: str | None = "label"
+    train_split: str = "train"
+    val_split: str | None = "validation"
 
 
 Reader = Callable[[Source, Split, Callable | None], Dataset | None]
@@ -128,8 +138,9 @@ class ImageFolders:
     def __call__(self, src: Source, split: Split, transform: Callable | None) -> Dataset | None:
         folder = src.root / split
         if not folder.is_dir():
-            if not self.val_required:
-                train = CheckedImageFolder(src.root, transform, on_corrupt=src.on_corrupt)
+            if not self.val_required:  # root/<class>/<image>, or root/<image> unlabelled
+                kind = FlatImageFolder if flat(src.root) else CheckedImageFolder
+                train = kind(src.root, transform, on_corrupt=src.on_corrupt)
                 return train if split == "train" else None
             raise MissingPath(
                 f"{folder} does not exist. Expected layout: root/train/<wnid>/<image> and "
@@ -147,6 +158,35 @@ class ImageFolders:
             require_all=False,
             unknown=self.unknown_in_val,
         )
+
+
+def huggingface(src: Source, split: Split, transform: Callable | None) -> Dataset | None:
+    """Reader of a Hugging Face dataset (``data/huggingface.py``): the split that
+    ``src.train_split`` or ``src.val_split`` names (None when validation has none)."""
+    from minc_lightning.data.huggingface import HFImages, open_split
+
+    name = src.train_split if split == "train" else src.val_split
+    table = None if name is None else open_split(str(src.root), name)
+    if table is None:
+        if split == "val":
+            return None
+        raise MissingPath(f"{src.root} has no split {name!r} (data.train_split)")
+    folder = src.root if Path(str(src.root)).expanduser().is_dir() else None
+    return HFImages(
+        table,
+        f"{src.root} [{name}]",
+        src.image_column,
+        src.label_column,
+        transform,
+        src.on_corrupt,
+        folder,
+    )
+
+
+def huggingface_classes(src: Source) -> list[str]:
+    """The label names of the training split: its ``ClassLabel``'s, else 0 … the largest label
+    (none when unlabelled)."""
+    return huggingface(src, "train", None).classes or []
 
 
 NO_BLUR = (0.0, 0.0)
@@ -217,6 +257,14 @@ DATASETS: dict[str, DatasetEntry] = {
         read=ImageFolders(val_required=False),
         needs_root=True,
         classes=folder_classes,
+        varied_sizes=True,
+    ),
+    # a Hugging Face dataset: save_to_disk, parquet files or a Hub name (data/huggingface.py)
+    "huggingface": DatasetEntry(
+        preset=Preset(image_size=224, eval_resize=256),
+        read=huggingface,
+        needs_root=True,
+        classes=huggingface_classes,
         varied_sizes=True,
     ),
 }
