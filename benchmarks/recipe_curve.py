@@ -105,8 +105,14 @@ def main() -> None:
     print(f"wrote {out}")
 
 
-def fit_with_curve(curve: Curve, config: Path, run_dir: Path, cli_args: list[str]) -> None:
-    """``minc-lightning fit --config config`` with the curve's callback added."""
+def fit_with_curve(
+    curve: Curve,
+    config: Path,
+    run_dir: Path,
+    cli_args: list[str],
+    extra_callbacks: list[Callback] = (),
+) -> None:
+    """``minc-lightning fit --config config`` with the curve's callback (and any others) added."""
     sys.argv = sys.argv[:1]  # the CLI below reads its own arguments, not this script's
     cli = run_cli(  # built, not run: fit is called here with the curve callback added
         [
@@ -118,7 +124,7 @@ def fit_with_curve(curve: Curve, config: Path, run_dir: Path, cli_args: list[str
         ],
         run=False,
     )
-    cli.trainer.callbacks.append(curve)
+    cli.trainer.callbacks.extend([*extra_callbacks, curve])
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
 
 

@@ -23,6 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import rankme_section  # noqa: E402
 import streaming_section  # noqa: E402
 import torch  # noqa: E402
 from claims import (  # noqa: E402
@@ -972,6 +973,7 @@ def write_report(
     readme: Path | None = None,
     streaming: dict | None = None,
     order: dict | None = None,
+    rankme: dict | None = None,
 ) -> None:
     """docs/results.md and its plots into ``docs``; with ``readme``, its claims block too."""
     docs.mkdir(parents=True, exist_ok=True)
@@ -1013,6 +1015,13 @@ def write_report(
                 load(DATA / "streaming_order.json") if order is None else order,
                 verdicts,
                 docs,
+                lambda fig, name: saved(fig, docs, name),
+            ),
+        ),
+        (
+            "rankme",
+            rankme_section.context(
+                load(DATA / "rankme_selection.json") if rankme is None else rankme,
                 lambda fig, name: saved(fig, docs, name),
             ),
         ),

@@ -228,3 +228,33 @@ def order_unchanged(chunks: list[float], global_: list[float]) -> tuple[str, Int
     holds when equivalent within ``ORDER_MARGIN``, fails when different beyond it."""
     verdict, ci = equivalence(chunks, global_, ORDER_MARGIN, paired=True)
     return {EQUIVALENT: HOLDS, DIFFERENT: FAILS}.get(verdict, UNSURE), ci
+
+
+# --- label-free model selection (benchmarks/rankme_selection.py) ------------------------------
+RANK_AGREEMENT = 0.5  # "ranks runs as the probe does": Spearman's rho above this
+
+
+def rank_correlation(x: list[float], y: list[float], alpha: float = ALPHA) -> Interval:
+    """Spearman's rho of ``x`` and ``y`` with its (1 − 2·alpha) interval by Fisher's z, whose
+    standard error for Spearman's rho is √(1.06 / (n − 3)) (Fieller, Hartley & Pearson 1957);
+    ``dof`` holds n − 2. Fewer than 4 pairs: the interval is [−1, 1]."""
+    from scipy import stats
+
+    rho = float(stats.spearmanr(x, y).statistic)
+    n = len(x)
+    if n < 4 or not math.isfinite(rho):
+        return Interval(rho, -1.0, 1.0, n - 2)
+    z = math.atanh(max(-0.999999, min(0.999999, rho)))
+    half = float(stats.norm.ppf(1 - alpha)) * math.sqrt(1.06 / (n - 3))
+    return Interval(rho, math.tanh(z - half), math.tanh(z + half), n - 2)
+
+
+def rank_agreement(score: list[float], accuracy: list[float]) -> tuple[str, Interval]:
+    """A label-free score ranks runs as accuracy does: holds when the 90% interval of Spearman's
+    rho lies above ``RANK_AGREEMENT``, fails when it lies below it, else inconclusive."""
+    ci = rank_correlation(score, accuracy)
+    if ci.low > RANK_AGREEMENT:
+        return HOLDS, ci
+    if ci.high < RANK_AGREEMENT:
+        return FAILS, ci
+    return UNSURE, ci

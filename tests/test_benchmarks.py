@@ -11,6 +11,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 import claims  # noqa: E402
+import rankme_section  # noqa: E402
 import report  # noqa: E402
 import rows  # noqa: E402
 import spectral_exact as exact  # noqa: E402
@@ -632,7 +633,7 @@ def test_the_streaming_section_computes_its_ratios_from_the_file(tmp_path):
     verdicts = claims.judge_shards(result)
     section = streaming_section_of(result, {}, verdicts, tmp_path)
     assert (
-        "| shards, local folder | device | 6.00 | 3.00× | 167 | 0.33× | – | – | – |"
+        "| shards, local folder | device | 6.00 | 3.00× | 167 | 167 | 0.33× | – | – | – |"
         in (section["table"])
     )
     assert "the folder takes 4.0× the shards' time" in section["first_batch"]
@@ -644,20 +645,18 @@ def test_the_streaming_section_computes_its_ratios_from_the_file(tmp_path):
 
 
 def s3_loader(s3_rate: float, s3_cost: float, delayed_rate: float, peak: int) -> dict:
-    """Invented timings: the folder at 100 samples/s and 10 core-ms in both modes."""
+    """Invented timings: the folder at 100 samples/s and 10 core-ms in both modes. The rates
+    are those from the first batch on; over the whole epoch, S3's start-up halves them."""
     loader = {}
     for mode in ("loader", "device"):
         loader[f"JPEG folder | {mode}"] = {"core_ms": 10.0, "samples_per_s": 100.0}
-        loader[f"shards, S3 on 127.0.0.1 | {mode}"] = {
-            "core_ms": s3_cost,
-            "samples_per_s": s3_rate,
-            "peak_cache_bytes": peak,
-        }
-        loader[f"shards, S3 + 50 ms a request | {mode}"] = {
-            "core_ms": s3_cost,
-            "samples_per_s": delayed_rate,
-            "peak_cache_bytes": peak,
-        }
+        for source, rate in (("S3 on 127.0.0.1", s3_rate), ("S3 + 50 ms a request", delayed_rate)):
+            loader[f"shards, {source} | {mode}"] = {
+                "core_ms": s3_cost,
+                "samples_per_s": rate / 2,
+                "steady_samples_per_s": rate,
+                "peak_cache_bytes": peak,
+            }
     return loader
 
 
@@ -822,3 +821,55 @@ def test_the_interval_uses_t_for_the_seed_count():
     assert ci.dof == 2 and abs(ci.high - ci.value - 2.919986 / 3**0.5) < 1e-5
     wide = verdicts.interval(d, [0.0] * 3, paired=True, alpha=verdicts.corrected(0.05, 3))
     assert wide.high - wide.low > ci.high - ci.low  # three claims at once: a wider interval
+
+
+def rankme_runs(link: float, objectives=("minc", "byol", "spectral")) -> list[dict]:
+    """Invented runs: linear top-1 spread over settings; rankme = link × that spread plus a
+    fixed wobble (link 1: the same ranking, -1: reversed)."""
+    out = []
+    for j, objective in enumerate(objectives):
+        for i in range(4):
+            linear = 0.6 + 0.02 * (4 * j + i)
+            wobble = 0.3 * (-1) ** i
+            out.append(
+                {"objective": objective, "lr": 0.5 * (i + 1), "seed": i % 2, "linear": linear}
+                | {"knn": linear, "rankme": 20 + link * 100 * (linear - 0.6) + wobble}
+            )
+    return out
+
+
+@pytest.mark.parametrize("link, expected", [(1.0, "holds"), (-1.0, "does not hold")])
+def test_the_rankme_verdict_follows_spearman_and_its_threshold(link, expected):
+    lines = rankme_section.lines(rankme_runs(link))
+    assert lines[0].split("**")[1] == expected
+    assert ("the same order" in lines[-1]) == (link > 0)
+
+
+def test_too_few_runs_decide_nothing_and_an_objective_rankme_misorders_is_said(tmp_path):
+    few = rankme_runs(1.0)[:3]
+    assert rankme_section.lines(few)[0].split("**")[1] == "inconclusive"
+    runs = rankme_runs(1.0)
+    for r in runs:  # byol's runs score the highest RankMe, yet sit in the middle on accuracy
+        if r["objective"] == "byol":
+            r["rankme"] += 100
+    assert "does not tell these methods apart" in rankme_section.lines(runs)[-1]
+    draw = lambda fig, name: report.saved(fig, tmp_path, name)  # noqa: E731
+    section = rankme_section.context({"runs": runs}, draw)
+    assert section["count"] == "12" and (tmp_path / "rankme_selection.png").is_file()
+    assert rankme_section.context({"runs": []}, draw) is None
+
+
+def test_a_streaming_row_is_the_median_of_its_rounds_with_their_range_shown():
+    import streaming
+
+    rounds = [
+        {"samples_per_s": r, "steady_samples_per_s": r + 5, "first_batch_s": 1.0, "peak": None}
+        for r in (100.0, 300.0, 120.0)
+    ]
+    for i, r in enumerate(rounds):
+        r["peak_cache_bytes"] = [5, 9, None][i]
+        del r["peak"]
+    row = {"core_ms": 2.0, "rounds": rounds} | streaming.summary(rounds)
+    assert row["samples_per_s"] == 120.0 and row["steady_samples_per_s"] == 125.0
+    assert row["peak_cache_bytes"] == 9  # the largest a reader ever held
+    assert streaming_section.spread(row) == "125 (105–305)"

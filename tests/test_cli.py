@@ -16,7 +16,7 @@ CONFIGS = Path(__file__).parents[1] / "configs"
 RECIPES = [  # the streaming recipe's shards are written by prepare's processes
     pytest.param(p, marks=pytest.mark.slow) if p.stem == "imagenet_streaming" else p
     for p in sorted(CONFIGS.glob("*.yaml"))
-    if p.stem not in ("sweep", "wandb")
+    if p.stem not in ("sweep", "wandb", "rankme")  # added to a recipe, not recipes
 ]
 CPU = [
     "--trainer.accelerator=cpu",
@@ -167,6 +167,7 @@ def test_sweep_parameters_reach_the_cli():
     for _ in range(5):
         args = sweep_args(sweep["parameters"], rng)
         cli = run_cli([*base, *args], run=False)
+        assert any(type(c).__name__ == "RankMe" for c in cli.trainer.callbacks)
         config = cli.config
         for arg in args:
             key, value = arg[2:].split("=", 1)
@@ -189,6 +190,7 @@ def test_one_sweep_trial_offline(tmp_path):
     run = tmp_path / "run"
     args = [
         *wandb_fit_args(tmp_path),
+        f"--config={CONFIGS / 'rankme.yaml'}",  # as the sweep's command adds it
         "--model.alpha=0.3",
         "--model.mu=2.0",
         "--trainer.log_every_n_steps=1",
@@ -200,6 +202,7 @@ def test_one_sweep_trial_offline(tmp_path):
     assert len(list((run / "wandb").glob("offline-run-*"))) == 1
     assert config["cli"]["model"]["alpha"] == 0.3 and config["cli"]["model"]["mu"] == 2.0
     assert {"train/loss", "lambda/trace", "lambda/offdiag_ratio", "val/top1"} <= logged
+    assert "val/rankme" in logged  # what a sweep over unlabelled data maximises
 
 
 def test_resumed_run_reuses_wandb_id(tmp_path):

@@ -16,7 +16,7 @@ from lightning.pytorch import Callback
 
 import minc_lightning
 from minc_lightning import backbones
-from minc_lightning.callbacks import checkpoint, knn, lambda_pictures, progress, speed
+from minc_lightning.callbacks import checkpoint, knn, lambda_pictures, progress, rankme, speed
 from minc_lightning.data import MINCDataModule
 from minc_lightning.module import MINCModule
 
@@ -25,7 +25,7 @@ def configurable() -> list[type]:
     """The modules, the backbones and every callback the package defines."""
     callbacks = {
         obj
-        for module in (checkpoint, knn, lambda_pictures, progress, speed)
+        for module in (checkpoint, knn, lambda_pictures, progress, rankme, speed)
         for _, obj in inspect.getmembers(module, inspect.isclass)
         if issubclass(obj, Callback) and obj.__module__.startswith(minc_lightning.__name__)
     }

@@ -53,3 +53,16 @@ def effective_rank(z: Tensor) -> float:
     s = torch.linalg.svdvals(z - z.mean(0))
     p = s / s.sum().clamp_min(1e-12)
     return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum()).item()
+
+
+@torch.no_grad()
+def rankme(z: Tensor, eps: float = 1e-7) -> float:
+    """RankMe (Garrido et al., ICML 2023, eq. 1): exp(−Σ_k p_k log p_k) with p_k = σ_k / ‖σ‖₁ + ε,
+    σ the singular values of the features (N, d) as they are (not centred, unlike
+    ``effective_rank``); between 1 and min(N, d)."""
+    z = z.float()
+    if not torch.isfinite(z).all():
+        return float("nan")
+    s = torch.linalg.svdvals(z)
+    p = s / s.sum().clamp_min(1e-12) + eps
+    return torch.exp(-(p * torch.log(p)).sum()).item()
