@@ -287,9 +287,11 @@ def write(
 
 @reports_user_errors("minc-lightning-embed")
 def main() -> None:
+    from argparse import RawDescriptionHelpFormatter as RawDescription
+
     from jsonargparse import CLI
 
-    CLI(embed, as_positional=False)
+    CLI(embed, as_positional=False, description=__doc__, formatter_class=RawDescription)
 
 
 if __name__ == "__main__":
