@@ -2,8 +2,11 @@
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
+
+QUICKSTART = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
 
 if "PYTEST_XDIST_WORKER" in os.environ:  # `pytest -n N`: N workers share the cores
     # one torch thread each, set before torch loads: two 2-thread workers on 2 cores spin
@@ -42,3 +45,33 @@ def tmpfs(tmp_path):
     yield mount
     for folder in mounted:
         subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A quickstart checkpoint trained 1 epoch on 40 tiny Fashion-MNIST images (and their
+    folder): what the evaluation and embedding commands read."""
+    from dataset_files import write_fashion_mnist
+
+    from minc_lightning.cli import run_cli
+
+    tmp = tmp_path_factory.mktemp("eval")
+    write_fashion_mnist(tmp / "data", n_train=40, n_test=20)
+    run_cli(
+        [
+            "fit",
+            f"--config={QUICKSTART}",
+            f"--data.root={tmp / 'data'}",
+            "--data.batch_size=8",
+            "--data.num_workers=0",
+            "--data.train_subset=null",
+            "--trainer.max_epochs=1",
+            "--model.projection_hidden_dim=32",
+            "--model.prediction_hidden_dim=32",
+            "--model.backbone.init_args.width=4",
+            "--trainer.enable_progress_bar=false",
+            f"--trainer.default_root_dir={tmp / 'run'}",
+            f"--trainer.logger.init_args.save_dir={tmp / 'run'}",
+        ]
+    )
+    return tmp / "run" / "checkpoints" / "last.ckpt", tmp / "data"

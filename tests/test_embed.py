@@ -9,41 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from dataset_files import write_fashion_mnist
 from PIL import Image
 from test_huggingface import write
 
 import minc_lightning
 from minc_lightning import evaluate
-from minc_lightning.cli import run_cli
 from minc_lightning.embed import Data, embed
 from minc_lightning.errors import BadInput, IsAFolder, Unreadable
 
 CONFIG = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("embed")
-    write_fashion_mnist(tmp / "data", n_train=40, n_test=20)
-    run_cli(
-        [
-            "fit",
-            f"--config={CONFIG}",
-            f"--data.root={tmp / 'data'}",
-            "--data.batch_size=8",
-            "--data.num_workers=0",
-            "--data.train_subset=null",
-            "--trainer.max_epochs=1",
-            "--model.projection_hidden_dim=32",
-            "--model.prediction_hidden_dim=32",
-            "--model.backbone.init_args.width=4",
-            "--trainer.enable_progress_bar=false",
-            f"--trainer.default_root_dir={tmp / 'run'}",
-            f"--trainer.logger.init_args.save_dir={tmp / 'run'}",
-        ]
-    )
-    return tmp / "run" / "checkpoints" / "last.ckpt", tmp / "data"
 
 
 @pytest.mark.parametrize("network", ["online", "target"])

@@ -1,17 +1,12 @@
 """Offline evaluation: kNN and linear accuracy on frozen features, safe checkpoint loading."""
 
 import pickle
-from pathlib import Path
 
 import pytest
 import torch
-from dataset_files import write_fashion_mnist
 from torch import nn
 
 from minc_lightning import evaluate, loading, scoring
-from minc_lightning.cli import run_cli
-
-CONFIG = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
 
 
 def clusters(n: int = 200, classes: int = 4, seed: int = 0, points_seed: int = 0):
@@ -65,30 +60,6 @@ def test_not_a_checkpoint_is_refused(tmp_path):
         pickle.dump({"state_dict": nn.Linear(2, 2)}, f)  # objects, not data
     with pytest.raises(ValueError, match="not a PyTorch checkpoint|objects other than"):
         evaluate.load_checkpoint(code)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("eval")
-    write_fashion_mnist(tmp / "data", n_train=40, n_test=20)
-    run_cli(
-        [
-            "fit",
-            f"--config={CONFIG}",
-            f"--data.root={tmp / 'data'}",
-            "--data.batch_size=8",
-            "--data.num_workers=0",
-            "--data.train_subset=null",
-            "--trainer.max_epochs=1",
-            "--model.projection_hidden_dim=32",
-            "--model.prediction_hidden_dim=32",
-            "--model.backbone.init_args.width=4",
-            "--trainer.enable_progress_bar=false",
-            f"--trainer.default_root_dir={tmp / 'run'}",
-            f"--trainer.logger.init_args.save_dir={tmp / 'run'}",
-        ]
-    )
-    return tmp / "run" / "checkpoints" / "last.ckpt", tmp / "data"
 
 
 @pytest.mark.parametrize("network", ["online", "target"])

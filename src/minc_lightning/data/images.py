@@ -250,14 +250,7 @@ class FlatImageFolder(CheckedImageFolder):
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         return [], {}
 
-    def make_dataset(
-        self,
-        directory: str,
-        class_to_idx: dict[str, int],
-        extensions: Any = None,
-        is_valid_file: Any = None,
-        allow_empty: bool = False,
-    ) -> list[tuple[str, int]]:
+    def make_dataset(self, directory: str, *args: Any, **kwargs: Any) -> list[tuple[str, int]]:
         images, others = FolderWalk(Path(directory), []).images(Path(directory))
         if not images:
             raise MissingPath(
