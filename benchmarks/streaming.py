@@ -12,8 +12,9 @@ Parts (``--parts``, all by default):
   ``--workers`` loader workers over an epoch (from its start, the workers' start-up included,
   and from its first batch on: the pace of an epoch long enough for its start not to count),
   each the median of ``--repeats`` rounds over every source in turn, seconds from the data
-  module's creation to the first batch, and the most bytes of chunks a reader held on disk
-  (sampled every 5 ms). The global order from S3 (one request a record) is measured beside.
+  module's creation to the first batch, the most bytes of chunks a reader held on disk
+  (sampled every 5 ms), and the S3 server's own CPU per sample over the epoch (it runs on the
+  same cores). The global order from S3 (one request a record) is measured beside.
 * ``first_batch``: seconds from ``MINCDataModule(...)`` to the first training batch, on a folder
   of ``--files`` small JPEGs (listing and indexing them is what a million files cost) and on its
   shards (the time ``minc-lightning-prepare`` took is printed beside it).
@@ -180,9 +181,11 @@ def loader_part(
                     torch.set_num_threads(threads)
                     shutil.rmtree(cache, ignore_errors=True)
                     held = stack.enter_context(held_on_disk(cache))
+                    served = server_seconds()
                     rate, steady, first = samples_per_second(
                         lambda: module(dataset, root, mode, workers, batch, **options)  # noqa: B023
                     )
+                    served = server_seconds() - served
                     peak = held["peak"] if chunked else None
                     os.environ["AWS_ENDPOINT_URL"] = endpoint
                 row = result.setdefault(key, {"rounds": []})
@@ -193,6 +196,7 @@ def loader_part(
                         "steady_samples_per_s": steady,
                         "first_batch_s": first,
                         "peak_cache_bytes": peak,
+                        "server_core_ms": 1000 * served / jpegs if delay is not None else None,
                     }
                 )
                 row |= summary(row["rounds"])
@@ -209,10 +213,27 @@ def loader_part(
 def summary(rounds: list[dict]) -> dict:
     """A row's figures over its rounds: the median of each timing, the largest peak."""
     out = {
-        k: float(np.median([r[k] for r in rounds])) for k in rounds[0] if k != "peak_cache_bytes"
+        k: float(np.median([r[k] for r in rounds]))
+        for k in rounds[0]
+        if k != "peak_cache_bytes" and rounds[0][k] is not None
     }
     peaks = [r["peak_cache_bytes"] for r in rounds if r["peak_cache_bytes"] is not None]
     return out | {"peak_cache_bytes": max(peaks) if peaks else None}
+
+
+def server_seconds() -> float:
+    """CPU seconds the S3 server (a ``weed`` child of this process) has used: it serves the
+    chunks from the cores the loader's workers use, which no other column counts."""
+    total, ticks = 0.0, os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, rest = stat.read_text().split(") ", 1)
+        except (OSError, ValueError):
+            continue
+        fields = rest.split()
+        if name.endswith("(weed") and int(fields[1]) == os.getpid():  # fields[1]: the parent
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return total
 
 
 def first_batch_part(files: int, work: Path) -> dict:

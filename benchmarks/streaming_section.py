@@ -130,12 +130,14 @@ def loader_table(loader: dict) -> str:
                 vs_direct,
                 "–" if first is None else f"{first:.1f}",
                 "–" if peak is None else f"{peak / 1e6:.1f}",
+                "–" if m.get("server_core_ms") is None else f"{m['server_core_ms']:.2f}",
             ]
         )
     header = ["source", "`augment_on`", "loader core-ms per sample", "vs folder"]
     header += ["samples/s, whole epoch", "samples/s, from the first batch", "vs folder"]
     header += ["vs S3 without latency", "first batch (s)", "peak MB a reader"]
-    return table(header, "llrrrrrrrr", rows)
+    header += ["S3 server core-ms per sample"]
+    return table(header, "llrrrrrrrrr", rows)
 
 
 def speed_lines(loader: dict, result: dict) -> list[str]:
@@ -169,6 +171,15 @@ def speed_lines(loader: dict, result: dict) -> list[str]:
             f"Latency is hidden by prefetch: **{at_least([r for *_, r in delayed], LATENCY_HIDDEN)}"
             f"** (samples/s from the first batch against S3 without added latency: {shown}; "
             f"rule: at least {LATENCY_HIDDEN}× each)."
+        )
+    served = [loader[f"{S3} | {m}"].get("server_core_ms") for m in ms]
+    if all(v is not None for v in served):
+        shares = [v / loader[f"{FOLDER} | {m}"]["core_ms"] for v, m in zip(served, ms, strict=True)]
+        lines.append(
+            f"Not a verdict, the cost no column above carries: the S3 server, on the same "
+            f"cores as the workers, used {', '.join(f'{v:.2f}' for v in served)} core-ms per "
+            f"sample ({' / '.join(ms)} mode), {', '.join(f'{r:.0%}' for r in shares)} of the "
+            "folder's loader core-ms; a bucket elsewhere takes it off these cores."
         )
     bound = (result.get("setting") or {}).get("cache_bytes")
     peaks = [m["peak_cache_bytes"] for m in loader.values() if m.get("peak_cache_bytes")]

@@ -873,3 +873,13 @@ def test_a_streaming_row_is_the_median_of_its_rounds_with_their_range_shown():
     assert row["samples_per_s"] == 120.0 and row["steady_samples_per_s"] == 125.0
     assert row["peak_cache_bytes"] == 9  # the largest a reader ever held
     assert streaming_section.spread(row) == "125 (105–305)"
+
+
+def test_the_s3_servers_own_cpu_is_said_beside_the_verdicts_not_as_one():
+    loader = s3_loader(95.0, 11.0, 80.0, 90)
+    for mode, served in (("loader", 2.0), ("device", 1.0)):
+        loader[f"shards, S3 on 127.0.0.1 | {mode}"]["server_core_ms"] = served
+    lines = streaming_section.speed_lines(loader, {"setting": {"cache_bytes": 100}})
+    said = [line for line in lines if "S3 server" in line]
+    assert said == [line for line in lines if "**" not in line] and len(said) == 1
+    assert "used 2.00, 1.00 core-ms per sample" in said[0] and "20%, 10% of the folder" in said[0]
