@@ -1,6 +1,5 @@
 """minc-lightning: the MINC loss (Guo et al., AISTATS 2025) as a PyTorch Lightning plug-in."""
 
-from minc_lightning import _moved
 from minc_lightning.backbones import ConvNet, ResNet
 from minc_lightning.baselines import (
     BYOLLoss,
@@ -34,5 +33,3 @@ __all__ = [
     "spectral_contrastive_loss",
 ]
 __version__ = "0.1.0"
-
-_moved.install()  # configs and checkpoints that name the old module paths keep working

@@ -152,21 +152,6 @@ def run_identity_of(path: Path) -> dict[str, Any] | None:
     return ckpt.get(RUN_KEY) if isinstance(ckpt, dict) else None
 
 
-# Settings added after checkpoints were first written, with the value that trains as before
-# them: a checkpoint that does not record one was written with that value.
-ADDED_SETTINGS: dict[str, Any] = {
-    "data.local_views": 0,  # multi-crop
-    "model.local_views": 0,
-    "model.local_predictor": "separate",
-    "data.order": None,  # shards read a chunk at a time
-    "data.chunk_window": 4,
-    "data.image_column": "image",  # Hugging Face datasets
-    "data.label_column": "label",
-    "data.train_split": "train",
-    "data.val_split": "validation",
-}
-
-
 # Settings that change nothing while another setting has a given value: the local views'
 # predictor without local views (no local predictor is built), whatever either side's default.
 INERT_UNLESS: dict[str, tuple[str, Any]] = {"model.local_predictor": ("model.local_views", 0)}
@@ -174,9 +159,8 @@ INERT_UNLESS: dict[str, tuple[str, Any]] = {"model.local_predictor": ("model.loc
 
 def identity_differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
     """The keys whose values differ between two run identities, with both values (a setting
-    added since ``theirs`` was written counts as its ``ADDED_SETTINGS`` value there; a setting
-    that is inert on both sides, ``INERT_UNLESS``, differs in nothing)."""
-    theirs = {k: v for k, v in ADDED_SETTINGS.items() if k in ours} | theirs
+    that is inert on both sides, ``INERT_UNLESS``, differs in nothing). A checkpoint of another
+    0.x version may lack a setting this one has: it is then another run."""
 
     def inert(key: str) -> bool:
         other, value = INERT_UNLESS.get(key, (None, None))
