@@ -9,7 +9,7 @@ backbone's linear top-1 and kNN top-1 (``minc-lightning-eval``'s protocol). Runs
 stopped. ``benchmarks/report.py`` computes the rank correlations and their verdicts
 (``verdicts.rank_agreement``) into docs/results.md.
 
-    python benchmarks/rankme_selection.py          # 18 runs, about 25 minutes on 2 cores
+    python benchmarks/rankme_selection.py          # 18 runs, about 40 minutes on 2 cores
 """
 
 from __future__ import annotations
