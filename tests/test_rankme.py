@@ -79,3 +79,10 @@ def test_data_without_a_validation_split_is_scored_on_training_images_when_asked
     t = trainer(max_epochs=1, callbacks=[RankMe(split="train")])
     t.fit(tiny_module(num_classes=2), datamodule=dm)
     assert "train/rankme" in t.callback_metrics and "val/rankme" not in t.callback_metrics
+
+
+def test_bad_settings_are_named_when_the_callback_is_made():
+    with pytest.raises(BadInput, match=r"split must be one of .*network must be one of"):
+        RankMe(split="test", network="teacher")
+    with pytest.raises(BadInput, match="max_images must be"):
+        RankMe(max_images=0)

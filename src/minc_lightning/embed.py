@@ -177,7 +177,7 @@ def embed(
         batch_size=(batch_size, positive_int),
         num_workers=(num_workers, non_negative_int),
     )
-    target = writable(out, ckpt, data.root)
+    target = writable(out, ckpt)
     checkpoint = load_checkpoint(ckpt, flag="--ckpt")
     saved = dict(checkpoint.get("datamodule_hyper_parameters", {}))
     if not saved and data.dataset is None:
@@ -185,7 +185,7 @@ def embed(
             f"{ckpt} has no data configuration (a module trained in Python): name the images "
             "with --data.dataset and --data.root"
         )
-    net = load_backbone(ckpt, network, output, flag="--ckpt")
+    net = load_backbone(ckpt, network, output, flag="--ckpt", checkpoint=checkpoint)
     dm = MINCDataModule(**data_settings(saved, data, num_workers))
     if dm.root is not None and target_inside(target, dm.root):
         raise BadInput(
@@ -212,7 +212,7 @@ def embed(
     return target
 
 
-def writable(out: str, ckpt: str, root: str | None) -> Path:
+def writable(out: str, ckpt: str) -> Path:
     """``out`` as a path the command may write: a known suffix, not a folder, not the input."""
     target = Path(out).expanduser().resolve()
     if target.suffix not in SUFFIXES:

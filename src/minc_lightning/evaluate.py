@@ -33,8 +33,8 @@ from minc_lightning.scoring import (
 
 def request_features(request: Request) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
     """The frozen features of both splits of the checkpoint's data that ``request`` names."""
-    checkpoint = load_checkpoint(request.ckpt, flag="--ckpt")  # its data settings
-    backbone = load_backbone(request.ckpt, request.network, flag="--ckpt")
+    checkpoint = load_checkpoint(request.ckpt, flag="--ckpt")  # read once: weights and data
+    backbone = load_backbone(request.ckpt, request.network, flag="--ckpt", checkpoint=checkpoint)
     if request.random_init:  # the same architecture, freshly initialised: the baseline to beat
         with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
             torch.manual_seed(0)

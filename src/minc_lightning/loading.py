@@ -70,6 +70,7 @@ def load_backbone(
     output: Output = "backbone",
     backbone: nn.Module | None = None,
     flag: str | None = None,
+    checkpoint: dict | None = None,
 ) -> nn.Module:
     """The trained network of a ``minc-lightning fit`` checkpoint, in eval mode, on the CPU.
 
@@ -81,8 +82,9 @@ def load_backbone(
         backbone: the backbone object of a MINCModule built in Python (a CLI run's checkpoint
             records how to build it; one built in Python does not).
         flag: the command-line option that named ``ckpt``, for its errors.
+        checkpoint: the file's contents, when the caller has read them already.
     """
     check("load_backbone", network=(network, one_of(("online", "target"))))
     check("load_backbone", output=(output, one_of(("backbone", "projector"))))
-    model = model_from_checkpoint(ckpt, backbone=backbone, flag=flag)
+    model = model_from_checkpoint(ckpt, backbone=backbone, ckpt=checkpoint, flag=flag)
     return network_of(model, network, output, where=str(ckpt)).eval()

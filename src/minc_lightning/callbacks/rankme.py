@@ -6,6 +6,7 @@ from typing import Literal
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from minc_lightning.arguments import check, one_of, positive_int
 from minc_lightning.diagnostics import rankme
 from minc_lightning.errors import BadInput
 from minc_lightning.loading import network_of
@@ -44,8 +45,13 @@ class RankMe(Callback):
         split: Literal["train", "val"] = "val",
         network: Literal["online", "target"] = "online",
     ) -> None:
-        if split not in ("train", "val"):
-            raise BadInput(f"RankMe: split must be 'train' or 'val', got {split!r}")
+        check(
+            "RankMe",
+            split=(split, one_of(("train", "val"))),
+            network=(network, one_of(("online", "target"))),
+            every_n_epochs=(every_n_epochs, positive_int),
+            max_images=(max_images, positive_int),
+        )
         self.every_n_epochs, self.max_images = every_n_epochs, max_images
         self.split, self.network = split, network
         self.loader = None
