@@ -3,6 +3,7 @@ training from shards, in a folder or on a real S3 server on 127.0.0.1, sees the 
 order and augmentations of training from the source files, so its weights are bit-identical."""
 
 import argparse
+import inspect
 import json
 import multiprocessing
 import os
@@ -445,6 +446,20 @@ def small_chunks(source: Path, out: Path, records: int = 8) -> int:
     chunks = json.loads((out / "train" / "index.json").read_text())["chunks"]
     assert len(chunks) >= 4, chunks
     return max(c["chunk_bytes"] for c in chunks)
+
+
+@PREPARES
+def test_a_record_is_decoded_alone_not_with_a_window_of_its_neighbours(tmp_path):
+    """Records are read in a shuffled order, where litdata's default (from 0.2.74) of decoding a
+    window of neighbours with each read throws most of them away: the reader asks for one."""
+    from litdata import StreamingDataset
+
+    write_fashion_mnist(tmp_path / "fm", n_train=16, n_test=4)
+    small_chunks(tmp_path / "fm", tmp_path / "shards")
+    images = ShardImages(str(tmp_path / "shards"), "train", 16, [])
+    assert images[5][1] == images.records[5]["label"]  # opened, and read by position
+    if "batch_decode" in inspect.signature(StreamingDataset).parameters:
+        assert images.records.batch_decode == 0
 
 
 def labelled_by_position(root: Path, n: int) -> None:
