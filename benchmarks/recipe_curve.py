@@ -77,14 +77,23 @@ class Curve(Callback):
             dm = trainer.datamodule
             point = {"epoch": epoch, "train_seconds": self.train_seconds}
             point |= readme_score(pl_module.backbone, dm)
-            # where Λ stands: the fourth claim of docs/method.md §6
+            # where Λ stands (the fourth claim of docs/method.md §6) and how hard it pulls
             if isinstance(pl_module.criterion, MINCLoss):
-                stats = lambda_diagnostics(pl_module.criterion.second_moment, top_k=0)
-                point |= {k: stats[k] for k in ("offdiag_ratio", "diag_sorted")}
+                point |= lambda_state(pl_module.criterion)
             self.result["points"].append(point)
             print(f"epoch {epoch}: {point}", flush=True)
             self.save()
         self.started = time.time()
+
+
+def lambda_state(loss: MINCLoss) -> dict:
+    """Λ's diagnostics (``lambda_diagnostics``), its diagonal in index order and the last
+    training batch's pull of the Λ term against the alignment term (``MINCLoss.pull_ratio``)."""
+    stats = lambda_diagnostics(loss.second_moment, top_k=4)
+    stats["diagonal"] = loss.second_moment.diagonal().tolist()
+    if loss.pull_ratio is not None:
+        stats["pull_ratio"] = loss.pull_ratio.item()
+    return stats
 
 
 def main() -> None:

@@ -69,6 +69,23 @@ def test_loss_value_is_the_batch_mean_of_the_formula():
     torch.testing.assert_close(minc_loss(p, t, A), expected)
 
 
+def test_pull_ratio_is_the_lambda_terms_gradient_over_the_alignment_terms():
+    """dL/dp_i = (2/N)(A p_i - t_i): the logged ratio is the root mean square of the Λ part over
+    that of the alignment part, each computed from the gradient autograd gives."""
+    p, t = batch(seed=7)
+    loss = MINCLoss(dim=6, alpha=1.0, triangular=True, mu=None)
+    assert loss.pull_ratio is None  # nothing trained yet
+    loss(p, t)
+    zero = torch.zeros(6, 6)
+    alignment = grad_wrt_p(lambda q: minc_loss(q, t, zero), p)
+    whole = grad_wrt_p(lambda q: minc_loss(q, t, loss.A), p)
+    expected = (whole - alignment).norm() / alignment.norm()
+    torch.testing.assert_close(loss.pull_ratio, expected)
+    loss.eval()
+    loss(10 * p, t)  # evaluation leaves the training batch's ratio
+    torch.testing.assert_close(loss.pull_ratio, expected)
+
+
 def test_ema_first_update_then_exact_average():
     alpha, batches = 0.3, [batch(seed=s) for s in range(3)]
     loss = MINCLoss(dim=6, alpha=alpha, triangular=True, mu=None)

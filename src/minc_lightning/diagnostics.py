@@ -16,7 +16,9 @@ def lambda_eigenvalues(second_moment: Tensor) -> Tensor:
 
 @torch.no_grad()
 def lambda_diagnostics(second_moment: Tensor, top_k: int = 4) -> dict[str, float]:
-    """Trace, off-diagonal energy ratio ‖Λ - diag Λ‖²_F / ‖Λ‖²_F and the ``top_k`` eigenvalues.
+    """Trace, off-diagonal energy ratio ‖Λ - diag Λ‖²_F / ‖Λ‖²_F, the ``top_k`` eigenvalues and
+    how the trace spreads over them: ``participation`` (Σλ)²/Σλ², the number of directions that
+    would hold it in equal parts (1 to d), and ``top4_share``, the part the largest four hold.
 
     Under the triangular (GHA) loss Λ should approach a diagonal matrix with decreasing entries:
     the off-diagonal ratio goes to 0 and ``diag_sorted`` (fraction of adjacent diagonal entries in
@@ -31,9 +33,17 @@ def lambda_diagnostics(second_moment: Tensor, top_k: int = 4) -> dict[str, float
         "trace": diag.sum().item(),
         "offdiag_ratio": ((total - diag.square().sum()) / total).item(),
         "diag_sorted": (diag[:-1] >= diag[1:]).float().mean().item() if len(diag) > 1 else 1.0,
+        "participation": spread(eig),
+        "top4_share": (eig[:4].sum() / eig.sum().clamp_min(1e-12)).item(),
     }
     out.update({f"eig_{i}": eig[i].item() for i in range(min(top_k, len(eig)))})
     return out
+
+
+def spread(eigenvalues: Tensor) -> float:
+    """The participation ratio (Σλ)²/Σλ² of non-negative eigenvalues: k for k equal ones."""
+    lam = eigenvalues.clamp_min(0)
+    return (lam.sum().square() / lam.square().sum().clamp_min(1e-24)).item()
 
 
 @torch.no_grad()

@@ -27,8 +27,16 @@ def normalize_rows(x: Tensor, mu: float | None) -> Tensor:
 def minc_loss(p: Tensor, t: Tensor, A: Tensor) -> Tensor:
     """mean_i[-2 p_i·t_i + 2 p_i·sg(A p_i)]. ``sg`` covers ``A p_i`` as a whole: with ``p @ A @ p``
     differentiable on both sides autograd would use (A + Aᵀ)/2 and lose tril's ordering."""
+    return minc_loss_and_pull(p, t, A)[0]
+
+
+def minc_loss_and_pull(p: Tensor, t: Tensor, A: Tensor) -> tuple[Tensor, Tensor]:
+    """``minc_loss`` and the Λ term's pull against the alignment term's: dL/dp_i is
+    (2/N)(A p_i − t_i), so the ratio of their root mean squares is ‖A P‖_F / ‖T‖_F (detached).
+    Near 0 the loss trains as BYOL's alignment alone; it is free, A p is computed anyway."""
     Ap = p.detach() @ A.T  # (N, d): row i is A p_i
-    return (-2.0 * (p * t).sum(-1) + 2.0 * (p * Ap).sum(-1)).mean()
+    loss = (-2.0 * (p * t).sum(-1) + 2.0 * (p * Ap).sum(-1)).mean()
+    return loss, (Ap.norm() / t.detach().norm().clamp_min(1e-12)).detach()
 
 
 class MINCLoss(nn.Module):
@@ -69,6 +77,7 @@ class MINCLoss(nn.Module):
         self.mu = mu
         self.register_buffer("second_moment", torch.zeros(dim, dim))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        self.pull_ratio: Tensor | None = None  # the last training batch's (``minc_loss_and_pull``)
 
     @property
     def A(self) -> Tensor:  # the matrix the loss uses
@@ -103,4 +112,7 @@ class MINCLoss(nn.Module):
             t = normalize_rows(target.detach().float(), self.mu)
             if self.training:
                 self.update(p[:moment_rows], t[:moment_rows])
-            return minc_loss(p, t, self.A)
+            loss, pull = minc_loss_and_pull(p, t, self.A)
+            if self.training:
+                self.pull_ratio = pull
+            return loss

@@ -71,7 +71,10 @@ class Objective:
 
 def _minc_state(loss: nn.Module) -> dict[str, float]:
     second_moment: Tensor = loss.second_moment
-    return {f"lambda/{k}": v for k, v in lambda_diagnostics(second_moment).items()}
+    stats = {f"lambda/{k}": v for k, v in lambda_diagnostics(second_moment).items()}
+    if loss.pull_ratio is not None:  # the Λ term's gradient in p over the alignment term's
+        stats["lambda/pull_ratio"] = loss.pull_ratio.item()
+    return stats
 
 
 OBJECTIVES: dict[str, Objective] = {
