@@ -358,7 +358,7 @@ def test_on_gpu_the_default_is_device_and_on_cpu_the_measured_choice():
     from minc_lightning.data import module as data
 
     dm = MINCDataModule("fashion_mnist")
-    assert dm.resolve_augment_on() == data.CPU_AUGMENT_ON
+    assert dm.views_on() == data.CPU_AUGMENT_ON
 
     class Strategy:
         root_device = torch.device("cuda", 0)
@@ -368,4 +368,4 @@ def test_on_gpu_the_default_is_device_and_on_cpu_the_measured_choice():
 
     dm = MINCDataModule("fashion_mnist")
     dm.trainer = Trainer()
-    assert dm.resolve_augment_on() == "device"
+    assert dm.views_on() == "device"

@@ -21,7 +21,8 @@ from dataset_files import write_fashion_mnist, write_idx, write_image_folder
 from helpers import tiny_module, trainer
 
 from minc_lightning.data import MINCDataModule
-from minc_lightning.data.shards import MANIFEST, ShardImages, read_text, written_order
+from minc_lightning.data.sampling import written_order
+from minc_lightning.data.shards import MANIFEST, ShardImages, read_text
 from minc_lightning.errors import USER_ERROR_EXIT
 from minc_lightning.prepare import chunk_size, prepare
 from minc_lightning.prepare import main as prepare_main

@@ -28,13 +28,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from minc_lightning.data.presets import DATASETS, Source
-from minc_lightning.data.shards import (
-    FORMAT,
-    MANIFEST,
-    Encoder,
-    require_litdata,
-    written_order,
-)
+from minc_lightning.data.sampling import written_order
+from minc_lightning.data.shards import FORMAT, MANIFEST, Encoder, require_litdata
 from minc_lightning.errors import BadInput, Unreadable, reports_user_errors
 
 

@@ -3,13 +3,9 @@ recipes with their device-side augmentation, the seeded resumable sampler, the b
 and ``MINCDataModule``, which puts them together."""
 
 from minc_lightning.data.batch import unpack_views
-from minc_lightning.data.module import (
-    MINCDataModule,
-    default_augmentation,
-    default_views,
-    uint8_output,
-)
+from minc_lightning.data.module import MINCDataModule
 from minc_lightning.data.presets import DATASETS, PRESETS, DatasetEntry, Preset, Source
+from minc_lightning.data.views import default_augmentation, default_views, uint8_output
 
 __all__ = [
     "DATASETS",

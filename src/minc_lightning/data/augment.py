@@ -327,3 +327,26 @@ def augment_batch(batch: DeviceViews, recipes: Sequence[ViewRecipe]) -> list[Ten
             source = pixels[:, i] if i < 2 else local[:, i - 2]
         views.append(augment_view(source, batch.params[:, i], recipe, cropped))
     return views
+
+
+def normalized(images: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """Images (B, C, H, W), uint8 or float in [0, 1], as float32 (x - shift) / scale, with shift
+    and scale (1, C, 1, 1) the dataset's mean and std times 255: one pass."""
+    shift, scale = shift.to(images.device), scale.to(images.device)
+    images = images.float() if images.dtype == torch.uint8 else images.mul(255)
+    return images.sub_(shift).div_(scale)
+
+
+def finish_batch(batch: Any, recipes: Sequence[ViewRecipe], shift: Tensor, scale: Tensor) -> Any:
+    """A training batch on its device: the views made from ``DeviceViews`` (``recipes``) or the
+    loader's uint8 views, normalised; anything else (float validation batches) as it is."""
+    views = batch[0] if isinstance(batch, (list, tuple)) and batch else None
+    if isinstance(views, DeviceViews):
+        made = augment_batch(views, recipes)
+        return type(batch)([[normalized(v, shift, scale) for v in made], *batch[1:]])
+    if isinstance(views, (list, tuple)) and all(
+        isinstance(v, Tensor) and v.dtype == torch.uint8 for v in views
+    ):
+        views = type(views)(normalized(v, shift, scale) for v in views)
+        return type(batch)([views, *batch[1:]])
+    return batch

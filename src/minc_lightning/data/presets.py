@@ -57,6 +57,7 @@ class Source:
     label_column: str | None = "label"
     train_split: str = "train"
     val_split: str | None = "validation"
+    cache_bytes: int | None = None  # shards in object storage: each reader's chunks on disk
 
 
 Reader = Callable[[Source, Split, Callable | None], Dataset | None]
@@ -290,7 +291,8 @@ class Shards:
             )
         skipped = [s["position"] for s in info["skipped"]]
         order = info.get("order", "source")
-        return ShardImages(self.root, split, info["count"], skipped, transform, order)
+        count = info["count"]
+        return ShardImages(self.root, split, count, skipped, transform, order, src.cache_bytes)
 
 
 def shard_entry(root: str) -> DatasetEntry:

@@ -22,6 +22,7 @@ advance, which is what lets each loader worker download its next chunks before i
 from __future__ import annotations
 
 import random
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,30 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
 from minc_lightning._distributed import rank, world_size
+
+
+def written_order(size: int, n: int | None) -> np.ndarray:
+    """The source images ``minc-lightning-prepare`` writes to a training split, in order: the
+    seeded permutation whose first ``n`` are ``train_subset``'s subset."""
+    order = np.random.default_rng(0).permutation(size)
+    return order if n is None else order[:n]
+
+
+def subset_indices(size: int, n: int | None) -> tuple[int, ...] | None:
+    """The fixed random subset of ``n`` of ``size`` images that ``train_subset`` and
+    ``val_subset`` take, in its order (None: all of them). ``minc-lightning-prepare
+    --train_subset`` writes the same one."""
+    if n is None or n >= size:
+        return None
+    return tuple(written_order(size, n).tolist())
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """Loader workers ignore SIGTERM and SIGUSR1. A scheduler signals the whole process group;
+    a worker that died of it would fail the training process before it writes the checkpoint
+    the signal asks for. The workers end with their training process."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

@@ -39,6 +39,7 @@ from torch.utils.data import Dataset
 
 from minc_lightning.data.formats import ArrayDataset
 from minc_lightning.data.images import UNREADABLE, CheckedImageFolder, to_rgb
+from minc_lightning.data.sampling import written_order
 from minc_lightning.errors import BadInput, MissingExtra, MissingPath, Unreachable, Unreadable
 
 log = logging.getLogger(__name__)
@@ -211,13 +212,6 @@ def source_positions(count: int, order: str, skipped: list[int]) -> np.ndarray:
     return positions[~np.isin(positions, skipped)] if skipped else positions
 
 
-def written_order(size: int, n: int | None) -> np.ndarray:
-    """The source images ``minc-lightning-prepare`` writes to a training split, in order: the
-    seeded permutation whose first ``n`` are ``train_subset``'s subset."""
-    order = np.random.default_rng(0).permutation(size)
-    return order if n is None else order[:n]
-
-
 def record_reader(url: str, **options: Any) -> Any:
     """litdata's random access to the records of ``url``, decoding the record asked for alone.
 
@@ -250,9 +244,8 @@ class ShardImages(Dataset):
         transform: as the source dataset's; a transform with ``from_file`` decodes the lazily
             opened image itself (``augment_on="device"``).
         order: how the records are ordered (``source_positions``).
-
-    ``cache_bytes`` bounds the chunks a reader of object storage holds at once (set by the
-    data module; None: room for ``CACHE_CHUNKS`` of the largest chunk).
+        cache_bytes: the most bytes of chunks a reader of object storage holds at once (None:
+            room for ``CACHE_CHUNKS`` of the largest chunk); at least the largest chunk.
     """
 
     CACHE_CHUNKS = 12
@@ -265,6 +258,7 @@ class ShardImages(Dataset):
         skipped: list[int],
         transform: Any = None,
         order: str = "source",
+        cache_bytes: int | None = None,
     ) -> None:
         require_litdata()
         self.root, self.split = root, split
@@ -276,7 +270,13 @@ class ShardImages(Dataset):
         self.chunk_of = self.chunks_of(self.positions)
         self.transform = transform
         self.cache_dir = shard_cache(self.index) if remote(root) else None
-        self.cache_bytes: int | None = None
+        self.cache_bytes = cache_bytes
+        if cache_bytes is not None and cache_bytes < self.largest_chunk:
+            raise BadInput(
+                f"cache_bytes {cache_bytes} cannot hold one chunk of {self.url} "
+                f"({self.largest_chunk} bytes): raise data.cache_bytes to {self.largest_chunk} "
+                "or more, better data.chunk_window + 2 chunks' worth"
+            )
         self.whole_chunks = True
         self._records = None  # opened in each process that reads (loader workers)
         self._store = None
