@@ -13,7 +13,7 @@ training it records what says whether Λ acts:
 * the ordering: off-diagonal energy, ``diag_sorted`` and the diagonal itself, tril against full.
 
 A run that ends with a non-finite loss or Λ is recorded as diverged (its accuracy is that of the
-network it left). Runs go to ``docs/data/lambda_settings.json`` as each ends; an interrupted
+network it left). Runs go to ``docs/data/where_lambda_acts.json`` as each ends; an interrupted
 script continues where it stopped.
 
     python benchmarks/lambda_settings.py              # 15 runs of seed 0, about 80 minutes
@@ -71,7 +71,8 @@ def name(setting: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=CLI_HELP)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--out", type=Path, default=DATA / "lambda_settings.json")
+    # not lambda_<name>.json: report.py reads those as lambda_at_budget.py's
+    p.add_argument("--out", type=Path, default=DATA / "where_lambda_acts.json")
     p.add_argument("--run_dir", type=Path, default=ROOT / "runs" / "lambda_settings")
     args, cli_args = p.parse_known_args()  # the CLI checks the rest
 
