@@ -15,8 +15,18 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-from rows import SHORT, Row, accuracy_rows, budget, exact_rows, reached, sweep_rows, values
-from verdicts import (
+
+from benchmarks.rows import (
+    SHORT,
+    Row,
+    accuracy_rows,
+    budget,
+    exact_rows,
+    reached,
+    sweep_rows,
+    values,
+)
+from benchmarks.verdicts import (
     FAILS,
     HOLDS,
     PIXEL_MARGIN,
@@ -34,7 +44,6 @@ from verdicts import (
     minutes_to_reach,
     one,
 )
-
 from minc_lightning.module import MINCModule
 from minc_lightning.objectives import OBJECTIVES
 
@@ -341,7 +350,7 @@ class Evidence:
 
 def tuned_rows(comparison: dict, evidence: str) -> list[Row]:
     """objectives_at_budget.py's reported runs: the selection seed chose the lr, and is left out."""
-    from objectives_at_budget import SELECTION_SEED
+    from benchmarks.objectives_at_budget import SELECTION_SEED
 
     runs = [r for r in comparison.get("runs", []) if r["seed"] != SELECTION_SEED]
     return accuracy_rows(runs, evidence)

@@ -1,5 +1,4 @@
-"""What the benchmark scripts share. Python puts a script's own folder first on ``sys.path``, so
-``python benchmarks/<name>.py`` finds this module from any working directory."""
+"""What the benchmarks share: the repository's paths, a quiet Trainer and the evaluation score."""
 
 from __future__ import annotations
 

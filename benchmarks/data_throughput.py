@@ -17,8 +17,8 @@ Parts (``--parts``, all by default except ``quickstart``):
   Writes ``docs/data/augment_quickstart.json``; about 5 minutes per run on 2 CPU cores.
 * ``plot``: draws ``docs/data_path.png`` from the two JSON files, and prints the verdicts.
 
-    python benchmarks/data_throughput.py
-    python benchmarks/data_throughput.py --parts quickstart plot --seeds 0 1
+    python -m benchmarks.data_throughput
+    python -m benchmarks.data_throughput --parts quickstart plot --seeds 0 1
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision.transforms as T
-from common import DATA, ROOT
 from lightly.transforms.multi_view_transform import MultiViewTransform
 from PIL import Image
-from verdicts import difference
 
+from benchmarks.common import DATA, ROOT
+from benchmarks.verdicts import difference
 from minc_lightning.data import MINCDataModule, default_views
 from minc_lightning.data.formats import ArrayDataset
 
@@ -206,7 +206,7 @@ def device_cost(device: str, repeats: int) -> dict:
 
 def quickstart(seeds: list[int], out: Path) -> None:
     """The quickstart in each mode and seed: training seconds, kNN and linear accuracy."""
-    from recipe_curve import final_point, run_missing
+    from benchmarks.recipe_curve import final_point, run_missing
 
     def train(setting: dict) -> dict:
         mode, seed = setting["augment_on"], setting["seed"]

@@ -6,7 +6,7 @@ seed changed. At the end of training it records Λ's off-diagonal energy ‖Λ -
 for a diagonal) and the share of adjacent diagonal entries in decreasing order (1 for ordered),
 next to kNN and linear accuracy scored as ``minc-lightning-eval`` scores.
 
-    python benchmarks/lambda_at_budget.py      # the quickstart: 6 runs, about 20 minutes
+    python -m benchmarks.lambda_at_budget      # the quickstart: 6 runs, about 20 minutes
 
 Writes ``docs/data/lambda_<config name>.json`` (runs already there are kept, not repeated);
 ``benchmarks/report.py`` turns it into a verdict in docs/results.md.
@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import CLI_HELP, DATA, ROOT
-from recipe_curve import final_point, run_missing
+from benchmarks.common import CLI_HELP, DATA, ROOT
+from benchmarks.recipe_curve import final_point, run_missing
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
     out = args.out / f"lambda_{args.config.stem}.json"
     settings = [{"triangular": t, "seed": s} for s in args.seeds for t in (True, False)]
     run_missing(out, settings, train)
-    print(f"wrote {out}; python benchmarks/report.py draws it")
+    print(f"wrote {out}; python -m benchmarks.report draws it")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ A run that ends with a non-finite loss or Λ is recorded as diverged (its accura
 network it left). Runs go to ``docs/data/where_lambda_acts.json`` as each ends; an interrupted
 script continues where it stopped.
 
-    python benchmarks/lambda_settings.py              # 15 runs of seed 0, about 80 minutes
-    python benchmarks/lambda_settings.py --seeds 1 2  # the same grid again
+    python -m benchmarks.lambda_settings              # 15 runs of seed 0, about 80 minutes
+    python -m benchmarks.lambda_settings --seeds 1 2  # the same grid again
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import itertools
 import math
 from pathlib import Path
 
-from common import CLI_HELP, DATA, ROOT
-from recipe_curve import final_point, run_missing
+from benchmarks.common import CLI_HELP, DATA, ROOT
+from benchmarks.recipe_curve import final_point, run_missing
 
 CONFIG = ROOT / "configs" / "quickstart.yaml"
 QUICKSTART = {"mu": 1.0, "triangular": True, "alpha": 0.1, "lr": 2.0, "use_predictor": True}

@@ -5,8 +5,8 @@ For N rows (the stacked two-view batch) and embedding width dim: the median time
 tensors autograd saves, measured with saved-tensor hooks; on CUDA also the peak allocated
 memory). MINC's extra state is Λ (dim × dim); the spectral loss builds N × N similarities.
 
-    python benchmarks/loss_cost.py [--n 256 1024 4096 16384] [--dim 128 256 1024] [--device cpu]
-    python benchmarks/loss_cost.py --bare --n 4096 --dim 256   # MINCLoss against its arithmetic
+    python -m benchmarks.loss_cost [--n 256 1024 4096 16384] [--dim 128 256 1024] [--device cpu]
+    python -m benchmarks.loss_cost --bare --n 4096 --dim 256   # MINCLoss against its arithmetic
 
 ``--bare`` times MINCLoss's forward and backward against the same arithmetic written bare
 (normalise, the EMA step of Λ from tᵀt, tril, the loss), without its guarantees (no host

@@ -16,7 +16,7 @@ loader workers apart) is its own; training images per second and the load averag
 are kept beside it, since a timing taken while the machine did other work is not a timing of
 the run alone.
 
-    python benchmarks/multicrop.py      # the quickstart: 21 runs, about 2 hours on 2 cores
+    python -m benchmarks.multicrop      # the quickstart: 21 runs, about 2 hours on 2 cores
 
 Writes ``docs/data/multicrop_<config name>.json`` after every run (runs already there are kept,
 not repeated, so an interrupted script continues where it stopped); ``benchmarks/report.py``
@@ -35,8 +35,8 @@ import sys
 from pathlib import Path
 from statistics import mean
 
-from common import CLI_HELP, DATA, ROOT
-from recipe_curve import final_point, run_missing
+from benchmarks.common import CLI_HELP, DATA, ROOT
+from benchmarks.recipe_curve import final_point, run_missing
 
 VARIANTS = [(0, "none"), (2, "shared"), (4, "shared"), (2, "separate"), (4, "separate")]
 
@@ -131,7 +131,7 @@ def main() -> None:
             for seed in args.seeds
         ]
     run_missing(out, matched, train)
-    print(f"wrote {out}; python benchmarks/report.py judges it")
+    print(f"wrote {out}; python -m benchmarks.report judges it")
 
 
 if __name__ == "__main__":

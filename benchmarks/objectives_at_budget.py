@@ -16,12 +16,12 @@ validation images); the first run also scores the two baselines. Training second
 evaluation; the load average at the end of each run is kept beside them, since a timing taken
 while the machine did other work is not a timing of the run alone.
 
-    python benchmarks/objectives_at_budget.py      # the quickstart: 36 runs, about 2.5 hours
+    python -m benchmarks.objectives_at_budget      # the quickstart: 36 runs, about 2.5 hours
 
 The figures in docs/data/objectives_quickstart.json (one rate for every objective, the rate
 chosen for MINC, EMAs per step) come from the same script as
 
-    python benchmarks/objectives_at_budget.py --name objectives --lr_factors 1 \\
+    python -m benchmarks.objectives_at_budget --name objectives --lr_factors 1 \\
         --model.ema_scaling=false
 
 Writes ``docs/data/<name>_<config name>.json`` after every run (runs already there are kept,
@@ -36,9 +36,9 @@ import os
 from pathlib import Path
 
 import yaml
-from common import CLI_HELP, DATA, ROOT
-from recipe_curve import final_point, run_missing
 
+from benchmarks.common import CLI_HELP, DATA, ROOT
+from benchmarks.recipe_curve import final_point, run_missing
 from minc_lightning.objectives import OBJECTIVES
 
 SELECTION_SEED = 100  # never one of the reported seeds
@@ -109,7 +109,7 @@ def main() -> None:
         for o, b in cells
     ]
     run_missing(out, reported, train)
-    print(f"wrote {out}; python benchmarks/report.py draws it")
+    print(f"wrote {out}; python -m benchmarks.report draws it")
 
 
 if __name__ == "__main__":

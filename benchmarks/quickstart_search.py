@@ -9,7 +9,7 @@ scored as ``minc-lightning-eval`` scores (kNN k=200 and linear, 100 epochs, on t
 20k training images as the bank and 10k validation images), so every variant is judged on the
 same protocol as the README's table. Training seconds exclude evaluation.
 
-    python benchmarks/quickstart_search.py      # 8 runs, about 4 minutes each (33 minutes)
+    python -m benchmarks.quickstart_search      # 8 runs, about 4 minutes each (33 minutes)
 
 Writes ``docs/data/quickstart_search.json`` (runs already there are kept, not repeated) and
 prints, for each variant, the mean and spread of its seeds and the verdict against the baseline:
@@ -23,9 +23,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from common import DATA, ROOT
-from recipe_curve import final_point, run_missing
-from verdicts import difference
+
+from benchmarks.common import DATA, ROOT
+from benchmarks.recipe_curve import final_point, run_missing
+from benchmarks.verdicts import difference
 
 # Each variant spells out its learning rate: "baseline" is the quickstart as it was searched
 # from (lr 1.0); the search chose lr 2.0, which configs/quickstart.yaml now has.

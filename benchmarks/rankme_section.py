@@ -12,7 +12,8 @@ from collections import defaultdict
 
 import matplotlib.pyplot as plt
 import numpy as np
-from verdicts import RANK_AGREEMENT, rank_agreement, rank_correlation
+
+from benchmarks.verdicts import RANK_AGREEMENT, rank_agreement, rank_correlation
 
 
 def label(run: dict) -> str:

@@ -9,7 +9,7 @@ backbone's linear top-1 and kNN top-1 (``minc-lightning-eval``'s protocol). Runs
 stopped. ``benchmarks/report.py`` computes the rank correlations and their verdicts
 (``verdicts.rank_agreement``) into docs/results.md.
 
-    python benchmarks/rankme_selection.py          # 18 runs, about 40 minutes on 2 cores
+    python -m benchmarks.rankme_selection          # 18 runs, about 40 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import itertools
 import tempfile
 from pathlib import Path
 
-from common import CLI_HELP, DATA, ROOT
-from recipe_curve import Curve, fit_with_curve, run_missing
-
+from benchmarks.common import CLI_HELP, DATA, ROOT
+from benchmarks.recipe_curve import Curve, fit_with_curve, run_missing
 from minc_lightning.callbacks import RankMe
 
 CONFIG = ROOT / "configs" / "quickstart.yaml"

@@ -6,8 +6,8 @@ k=200, T=0.1; a linear classifier, 100 epochs, on standardised features), on the
 training and validation splits under the eval transform. The same protocol scores the raw
 pixels and the randomly initialised network. Evaluation time is not counted as training time.
 
-    python benchmarks/recipe_curve.py --config configs/fashion_mnist.yaml   # about 70 minutes
-    python benchmarks/recipe_curve.py --config configs/quickstart.yaml --eval_epochs 1 3
+    python -m benchmarks.recipe_curve --config configs/fashion_mnist.yaml   # about 70 minutes
+    python -m benchmarks.recipe_curve --config configs/quickstart.yaml --eval_epochs 1 3
 
 Writes ``docs/data/recipe_<config name>.json``; ``benchmarks/report.py`` draws it.
 """
@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from common import CLI_HELP, DATA, ROOT, score
 from lightning.pytorch import Callback
 
+from benchmarks.common import CLI_HELP, DATA, ROOT, score
 from minc_lightning.cli import run_cli
 from minc_lightning.diagnostics import lambda_diagnostics
 from minc_lightning.loss import MINCLoss

@@ -1,6 +1,6 @@
 """docs/results.md and its plots, from the raw results in docs/data/.
 
-    python benchmarks/report.py      # redraw from the JSON files in docs/data/
+    python -m benchmarks.report      # redraw from the JSON files in docs/data/
 
 Three parts, each in one place: the rules (``verdicts.py``), the claims and their verdicts
 (``claims.py``, judged once on uniform rows from ``rows.py``), and the prose
@@ -19,14 +19,12 @@ from statistics import mean
 from string import Template
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import rankme_section  # noqa: E402
-import streaming_section  # noqa: E402
-import torch  # noqa: E402
-from claims import (  # noqa: E402
+from benchmarks import rankme_section, streaming_section
+from benchmarks.claims import (
     EXACT_ONE_SETTING,
     TUNED,
     Evidence,
@@ -45,13 +43,13 @@ from claims import (  # noqa: E402
     spectrum_runs,
     tuned_rows,
 )
-from common import DATA, ROOT  # noqa: E402
-from objectives_at_budget import chosen_lrs  # noqa: E402
-from rows import SHORT, Row, accuracy_rows, budget, cells, exact_rows, sweep_rows, values  # noqa: E402
-from verdicts import CHANCE, VARIANCE_FACTOR  # noqa: E402
+from benchmarks.common import DATA, ROOT
+from benchmarks.objectives_at_budget import chosen_lrs
+from benchmarks.rows import SHORT, Row, accuracy_rows, budget, cells, exact_rows, sweep_rows, values
+from benchmarks.verdicts import CHANCE, VARIANCE_FACTOR
+from minc_lightning.objectives import OBJECTIVES
 
-from minc_lightning.objectives import OBJECTIVES  # noqa: E402
-
+matplotlib.use("Agg")  # files, never a window
 TEMPLATE = DATA / "results.template.md"
 EXACT_OBJECTIVES = {"minc_tril": "MINC, tril(Λ)", "minc_full": "MINC, full Λ", "scl": "SCL"}
 RULES = (
@@ -445,7 +443,7 @@ def real_setting(store: dict) -> str:
         return ""
     seconds = store["budget"].get("seconds", 0)
     return (
-        f"`python benchmarks/reproduce.py --batch_sizes {args.get('batch_sizes', '?')} "
+        f"`python -m benchmarks.reproduce --batch_sizes {args.get('batch_sizes', '?')} "
         f"--seeds {args.get('seeds', '?')} --skip {args.get('skip', '[]')}` "
         f"({seconds / 60:.0f} minutes on {machine(store['budget'])}): Fashion-MNIST, "
         f"{args.get('train_images', '?')} training images (fixed random subset) and "
@@ -525,7 +523,7 @@ def comparison_context(
 
 def tuned_context(comparison: dict, name: str, verdicts: list[Verdict], docs: Path) -> dict | None:
     """benchmarks/objectives_at_budget.py with the lr chosen per objective and batch size."""
-    from objectives_at_budget import SELECTION_SEED
+    from benchmarks.objectives_at_budget import SELECTION_SEED
 
     evidence = f"{budget(name)}, {TUNED}"
     rows = tuned_rows(comparison, evidence)

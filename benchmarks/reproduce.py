@@ -14,10 +14,10 @@ Four experiments, all on the same small CNN, augmentations and tuning effort:
 Every finished run is stored in ``--out/runs.json`` (default ``docs/data``) at once, so an
 interrupted script resumes where it stopped. ``--report_only`` rewrites the report from that file.
 
-    python benchmarks/reproduce.py                 # about an hour on a 2-core CPU
-    python benchmarks/reproduce.py --seeds 1 --epochs 1 --train_images 2000   # a smoke run
+    python -m benchmarks.reproduce                 # about an hour on a 2-core CPU
+    python -m benchmarks.reproduce --seeds 1 --epochs 1 --train_images 2000   # a smoke run
     # on a GPU: a CIFAR-stem ResNet-18, longer, report in its own folder
-    python benchmarks/reproduce.py --device cuda --backbone resnet18 --precision bf16-mixed \
+    python -m benchmarks.reproduce --device cuda --backbone resnet18 --precision bf16-mixed \
         --train_images 20000 --val_images 10000 --epochs 10 --workers 8 --root data/fmnist \
         --out docs/data/gpu --docs docs/gpu
 """
@@ -33,8 +33,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from common import DATA, ROOT, quiet_trainer, score
 
+from benchmarks.common import DATA, ROOT, quiet_trainer, score
 from minc_lightning.backbones import ConvNet, ResNet
 from minc_lightning.data import MINCDataModule
 from minc_lightning.diagnostics import lambda_diagnostics, lambda_eigenvalues
@@ -335,7 +335,7 @@ def main() -> None:
             "machine": {"arch": platform.machine(), "threads": torch.get_num_threads()},
         }
         path.write_text(json.dumps(store))
-    from report import load_named, write_report
+    from benchmarks.report import load_named, write_report
 
     write_report(  # every result in --out, none from elsewhere (a GPU run has its own folder)
         store,

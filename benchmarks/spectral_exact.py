@@ -23,9 +23,9 @@ so J, its optimum J* = Σ_{i≤k} max(λ_i, 0)² and the optimal eigenfunctions 
 * learning rate: per objective and batch size, the base lr of one shared grid with the best
   mean final J/J* over separate selection seeds; the reported seeds are fresh.
 
-    python benchmarks/spectral_exact.py          # 627 runs: 63.7 minutes on the 2-core machine
+    python -m benchmarks.spectral_exact          # 627 runs: 63.7 minutes on the 2-core machine
                                                  # while two other benchmarks shared it
-    python benchmarks/spectral_exact.py --quick  # a smoke run in seconds
+    python -m benchmarks.spectral_exact --quick  # a smoke run in seconds
 
 Writes ``docs/data/spectral_exact.json`` (the raw results) and rewrites ``docs/results.md``
 (via report.py).
@@ -44,9 +44,9 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import torch
-from common import DATA, ROOT
 from torch import Tensor, nn
 
+from benchmarks.common import DATA, ROOT
 from minc_lightning.baselines import SpectralContrastiveLoss
 from minc_lightning.loss import MINCLoss
 from minc_lightning.schedule import REFERENCE_BATCH, scaled_rate
@@ -397,7 +397,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "spectral_exact.json").write_text(json.dumps(result))
     print(f"{result['seconds'] / 60:.1f} minutes; wrote {args.out / 'spectral_exact.json'}")
-    from report import write_report
+    from benchmarks.report import write_report
 
     runs = args.out / "runs.json"
     write_report(json.loads(runs.read_text()) if runs.is_file() else {}, args.docs, result)

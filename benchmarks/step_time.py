@@ -8,14 +8,14 @@ on all three alike; each objective's figure is the median of all its timed steps
 table, the ratios MINC/BYOL and MINC/spectral, and the range of MINC/BYOL over the rounds
 (how far apart two measurements of the same thing land on this machine).
 
-    python benchmarks/step_time.py [--batch_sizes 64 256] [--steps 5] [--rounds 3]
-    python benchmarks/step_time.py --pairs 10   # MINC and BYOL losses alternating in one fit
-    python benchmarks/step_time.py --loss_only  # the two losses alone, at the steps' shapes
+    python -m benchmarks.step_time [--batch_sizes 64 256] [--steps 5] [--rounds 3]
+    python -m benchmarks.step_time --pairs 10   # MINC and BYOL losses alternating in one fit
+    python -m benchmarks.step_time --loss_only  # the two losses alone, at the steps' shapes
 
 The same script measures training throughput on a GPU, e.g. ResNet-50 at 224 px under
 bf16-mixed, MINC next to BYOL:
 
-    python benchmarks/step_time.py --device cuda --backbone resnet50 --image_size 224 \
+    python -m benchmarks.step_time --device cuda --backbone resnet50 --image_size 224 \
         --precision bf16-mixed --batch_sizes 128 --objectives minc byol --steps 20 --warmup 5
 """
 
@@ -27,9 +27,9 @@ import time
 
 import lightning as L
 import torch
-from common import quiet_trainer
 from torch.utils.data import DataLoader, Dataset
 
+from benchmarks.common import quiet_trainer
 from minc_lightning import BYOLLoss, MINCLoss, MINCModule
 from minc_lightning.backbones import ResNet
 from minc_lightning.objectives import OBJECTIVES  # minc first

@@ -29,8 +29,8 @@ Parts (``--parts``, all by default):
 Writes ``docs/data/streaming.json``; ``benchmarks/report.py`` turns it into its section of
 docs/results.md, with a plot and the verdicts.
 
-    python benchmarks/streaming.py                          # about 2 hours on 2 cores
-    python benchmarks/streaming.py --parts loader           # about 20 minutes, cores idle
+    python -m benchmarks.streaming                          # about 2 hours on 2 cores
+    python -m benchmarks.streaming --parts loader           # about 20 minutes, cores idle
 """
 
 from __future__ import annotations
@@ -48,14 +48,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from claims import judge_shards
-from common import DATA, ROOT
-from data_throughput import loader_seconds, write_jpegs
-from object_store import KEY, SECRET, delaying_proxy, s3_server, upload
 from PIL import Image
-from recipe_curve import final_point, run_missing
-from verdicts import ORDER_MARGIN, order_unchanged
 
+from benchmarks.claims import judge_shards
+from benchmarks.common import DATA, ROOT
+from benchmarks.data_throughput import loader_seconds, write_jpegs
+from benchmarks.object_store import KEY, SECRET, delaying_proxy, s3_server, upload
+from benchmarks.recipe_curve import final_point, run_missing
+from benchmarks.verdicts import ORDER_MARGIN, order_unchanged
 from minc_lightning.data import MINCDataModule
 from minc_lightning.prepare import prepare
 

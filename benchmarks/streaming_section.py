@@ -12,8 +12,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from claims import SHARDS, Verdict
-from verdicts import (
+
+from benchmarks.claims import SHARDS, Verdict
+from benchmarks.verdicts import (
     CORE_MS_BOUND,
     FOLDER_PACE,
     LATENCY_HIDDEN,

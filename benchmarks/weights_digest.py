@@ -1,7 +1,7 @@
 """A digest of a config's final weights, to show that a change leaves training bit-identical.
 
-    python benchmarks/weights_digest.py                    # the quickstart, about 5 minutes
-    python benchmarks/weights_digest.py --trainer.max_steps=20
+    python -m benchmarks.weights_digest                    # the quickstart, about 5 minutes
+    python -m benchmarks.weights_digest --trainer.max_steps=20
 
 Trains ``--config`` (the quickstart by default) through the ``minc-lightning`` CLI into a
 temporary folder and prints one SHA-256 over every tensor of the final ``state_dict``, in key
@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-from common import CLI_HELP, ROOT
 
+from benchmarks.common import CLI_HELP, ROOT
 from minc_lightning.cli import run_cli
 
 

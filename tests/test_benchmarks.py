@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-import claims  # noqa: E402
-import rankme_section  # noqa: E402
-import report  # noqa: E402
-import rows  # noqa: E402
-import spectral_exact as exact  # noqa: E402
-import streaming_section  # noqa: E402
-import verdicts  # noqa: E402
+from benchmarks import claims, rankme_section, report, rows, streaming_section, verdicts
+from benchmarks import spectral_exact as exact
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +245,7 @@ def test_lambda_verdict_over_seeds_follows_the_numbers(tmp_path):
 
 
 def test_run_missing_trains_only_what_the_file_lacks(tmp_path):
-    from recipe_curve import run_missing
+    from benchmarks.recipe_curve import run_missing
 
     out, trained = tmp_path / "runs.json", []
 
@@ -273,7 +267,7 @@ def test_run_missing_trains_only_what_the_file_lacks(tmp_path):
 
 def test_run_missing_makes_its_folder_before_training(tmp_path):
     """A run trained for minutes is not lost because the output folder did not exist."""
-    from recipe_curve import run_missing
+    from benchmarks.recipe_curve import run_missing
 
     out = tmp_path / "not" / "yet" / "runs.json"
     runs = run_missing(out, [{"seed": 0}], lambda setting: {"linear": 0.5})
@@ -282,7 +276,7 @@ def test_run_missing_makes_its_folder_before_training(tmp_path):
 
 
 def test_lr_is_chosen_per_objective_and_batch_on_the_selection_seed_only():
-    from objectives_at_budget import chosen_lrs
+    from benchmarks.objectives_at_budget import chosen_lrs
 
     def run(objective, batch, lr, seed, linear):
         return dict(objective=objective, batch_size=batch, lr=lr, seed=seed, linear=linear)
@@ -344,7 +338,7 @@ def test_recipe_rows_follow_the_curve(tmp_path):
 
 
 def test_data_path_verdicts_follow_the_numbers():
-    import data_throughput as throughput
+    from benchmarks import data_throughput as throughput
 
     def measured(loader_ms: float, device_ms: float) -> dict:
         jpeg = {"loader": loader_ms, "device": device_ms}
@@ -370,7 +364,7 @@ def test_data_path_verdicts_follow_the_numbers():
 
 
 def test_quickstart_search_verdicts_follow_the_numbers():
-    import quickstart_search as search
+    from benchmarks import quickstart_search as search
 
     def runs(variant: str, accuracies: list[float]) -> list[dict]:
         return [
@@ -390,7 +384,7 @@ def test_quickstart_search_verdicts_follow_the_numbers():
 def test_loader_cost_leaves_torchs_thread_count_as_it_found_it():
     """It measures on one thread; the device-side figure measured after it must not run on
     some other count, nor on the inter-op count in place of the intra-op one."""
-    import data_throughput as throughput
+    from benchmarks import data_throughput as throughput
 
     before = torch.get_num_threads()
     torch.set_num_threads(3)
@@ -404,8 +398,7 @@ def test_loader_cost_leaves_torchs_thread_count_as_it_found_it():
 
 def test_benchmark_scripts_pass_unknown_arguments_to_the_cli(tmp_path, monkeypatch):
     """``--trainer.max_epochs=1`` goes to ``minc-lightning fit``, past the script's own parser."""
-    import objectives_at_budget
-    import recipe_curve
+    from benchmarks import objectives_at_budget, recipe_curve
 
     calls = []
 
@@ -431,7 +424,7 @@ def test_benchmark_scripts_pass_unknown_arguments_to_the_cli(tmp_path, monkeypat
 def test_the_curve_scores_a_backbone_where_it_is(monkeypatch):
     """Scoring moves the backbone to the scoring device: a GPU run's backbone must not be moved
     to the CPU between epochs."""
-    import recipe_curve
+    from benchmarks import recipe_curve
 
     devices = []
     monkeypatch.setattr(recipe_curve, "score", lambda net, dm, device, **kw: devices.append(device))
@@ -444,7 +437,7 @@ def test_reproduce_records_no_path_of_the_machine(tmp_path):
     """runs.json is committed: it keeps --out and --docs relative, never absolute paths."""
     import argparse
 
-    import reproduce
+    from benchmarks import reproduce
 
     args = argparse.Namespace(
         out=reproduce.ROOT / "docs" / "data", docs=tmp_path / "gpu_docs", seeds=3, root=None
@@ -476,8 +469,7 @@ def test_the_curve_records_where_lambda_stands(tmp_path, monkeypatch):
     points hold none."""
     from types import SimpleNamespace
 
-    import recipe_curve
-
+    from benchmarks import recipe_curve
     from minc_lightning.loss import MINCLoss
 
     monkeypatch.setattr(recipe_curve, "readme_score", lambda backbone, dm: {"knn": 0.5})
@@ -516,7 +508,7 @@ def test_results_page_is_what_the_report_makes_of_the_committed_data(tmp_path):
     ):
         block = report.readme_block(name).search(readme)
         assert block is not None, f"README.md has lost its {name} block"
-        assert block.group(2) == expected, "run python benchmarks/report.py"
+        assert block.group(2) == expected, "run python -m benchmarks.report"
 
 
 def invented_sensitivity(finals: dict[int, dict[float, list[float]]], predicted: dict) -> dict:
@@ -546,7 +538,7 @@ def test_the_rules_prediction_is_judged_against_the_best_rate():
 
 
 def test_tuned_comparison_leaves_the_selection_seed_out_of_every_verdict(tmp_path):
-    from objectives_at_budget import SELECTION_SEED
+    from benchmarks.objectives_at_budget import SELECTION_SEED
 
     comparison = invented_comparison(0.85, 0.80, 0.85, 0.83)
     for r in comparison["runs"]:
@@ -770,7 +762,7 @@ def test_the_module_default_predictor_is_the_one_the_committed_runs_measure_bett
 
 
 def test_time_matched_steps_buy_the_multicrop_runs_seconds_at_the_two_view_pace():
-    import multicrop
+    from benchmarks import multicrop
 
     runs = [
         dict(budget="epochs", local_views=0, train_seconds=100.0, steps=50),  # 2 s per step
@@ -785,7 +777,7 @@ def test_time_matched_steps_buy_the_multicrop_runs_seconds_at_the_two_view_pace(
 def test_readme_budget_lines_are_the_reported_seeds_means_and_verdicts():
     """The README's budget lines: the mean linear top-1 of the reported seeds of each cell (the
     selection seed left out) and the verdicts judged on them."""
-    from objectives_at_budget import SELECTION_SEED
+    from benchmarks.objectives_at_budget import SELECTION_SEED
 
     linear = {"minc": (0.80, 0.82), "spectral": (0.70, 0.72), "byol": (0.81, 0.83)}
     runs = [
@@ -860,7 +852,7 @@ def test_too_few_runs_decide_nothing_and_an_objective_rankme_misorders_is_said(t
 
 
 def test_a_streaming_row_is_the_median_of_its_rounds_with_their_range_shown():
-    import streaming
+    from benchmarks import streaming
 
     rounds = [
         {"samples_per_s": r, "steady_samples_per_s": r + 5, "first_batch_s": 1.0, "peak": None}

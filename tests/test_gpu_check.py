@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.sh --dry-run: the GPU check's code paths, on the CPU at a tiny size."""
+"""ops/gpu_check.sh --dry-run: the GPU check's code paths, on the CPU at a tiny size."""
 
 import json
 import subprocess
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 def test_gpu_check_dry_run_writes_every_part_and_the_summary(tmp_path):
     done = subprocess.run(
-        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(tmp_path), "--dry-run"],
+        ["bash", str(ROOT / "ops" / "gpu_check.sh"), str(tmp_path), "--dry-run"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -20,6 +20,7 @@ import torch
 from dataset_files import write_fashion_mnist, write_idx, write_image_folder
 from helpers import tiny_module, trainer
 
+from benchmarks.object_store import KEY, SECRET, free_port, s3_server, upload, weed
 from minc_lightning.data import MINCDataModule
 from minc_lightning.data.sampling import written_order
 from minc_lightning.data.shards import MANIFEST, ShardImages, read_text
@@ -28,8 +29,6 @@ from minc_lightning.prepare import chunk_size, prepare
 from minc_lightning.prepare import main as prepare_main
 
 TESTS = Path(__file__).parent
-sys.path.insert(0, str(TESTS.parent / "benchmarks"))
-from object_store import KEY, SECRET, free_port, s3_server, upload, weed  # noqa: E402
 
 PREPARES = pytest.mark.slow  # prepare() writes shards in a forked process with litdata's workers
 

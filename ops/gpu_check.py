@@ -1,9 +1,9 @@
 """Every GPU figure the project states, in one run: throughput, data path, mixed precision and
 the cost of Λ. Writes ``results.json`` (raw) and ``summary.md`` (``docs/gpu.md``'s tables) to
-``--out``. Run it through ``benchmarks/gpu_check.sh``, which installs the carried wheels.
+``--out``. Run it through ``ops/gpu_check.sh``, which installs the carried wheels.
 
-    bash benchmarks/gpu_check.sh OUT            # on one GPU, about 6 minutes on an H200
-    bash benchmarks/gpu_check.sh OUT --dry-run  # the same code paths on the CPU, tiny sizes
+    bash ops/gpu_check.sh OUT            # on one GPU, about 6 minutes on an H200
+    bash ops/gpu_check.sh OUT --dry-run  # the same code paths on the CPU, tiny sizes
 
 Parts (each with its sizes in ``SIZES``):
 
@@ -37,13 +37,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from common import quiet_trainer
-from data_throughput import device_cost, write_jpegs
-from loss_cost import measure
-from step_time import FixedBatches, StepTimer
 from torch.utils.data import DataLoader
 
 import minc_lightning
+from benchmarks.common import quiet_trainer
+from benchmarks.data_throughput import device_cost, write_jpegs
+from benchmarks.loss_cost import measure
+from benchmarks.step_time import FixedBatches, StepTimer
 from minc_lightning.backbones import ConvNet, ResNet
 from minc_lightning.baselines import SpectralContrastiveLoss
 from minc_lightning.callbacks.speed import FastPaths
@@ -443,7 +443,7 @@ def summary(results: dict) -> str:
             f"{gib(row['minc']['peak_gib'])}, {gib(row['byol']['peak_gib'])}, "
             f"{gib(row['bound']['peak_gib'])} |"
         )
-    lines += ["", "Verdicts (rule: `TARGETS` in `benchmarks/gpu_check.py`):", ""]
+    lines += ["", "Verdicts (rule: `TARGETS` in `ops/gpu_check.py`):", ""]
     for name, row in results["throughput"].items():
         for target in TARGETS:
             lines.append(

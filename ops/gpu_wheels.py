@@ -6,7 +6,7 @@ minc-lightning's dependencies (and their extras, e.g. ``jsonargparse[signatures]
 downloaded wheel's metadata, fetches every one that is not there (at the version this checkout's
 environment runs, when it has one), once, and checks the total stays under the limit.
 
-    python benchmarks/gpu_wheels.py [--out .whl] [--limit_mib 60]
+    python -m ops.gpu_wheels [--out .whl] [--limit_mib 60]
 """
 
 from __future__ import annotations

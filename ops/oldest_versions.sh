@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test suite on the oldest versions pyproject.toml claims (torch 2.11 and torchvision 0.26
 # are also the GPU machine's), in a venv of its own (about 5 GB: a CUDA build of torch):
-#   bash benchmarks/oldest_versions.sh [VENV_DIR] [pytest arguments]
+#   bash ops/oldest_versions.sh [VENV_DIR] [pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${1:-/tmp/minc-oldest}
