@@ -28,8 +28,8 @@ quickstart: install data
 	$(VENV)/bin/minc-lightning fit --config configs/quickstart.yaml
 
 lint: install
-	$(VENV)/bin/ruff check src tests examples benchmarks
-	$(VENV)/bin/ruff format --check src tests examples benchmarks
+	$(VENV)/bin/ruff check src tests examples benchmarks ops
+	$(VENV)/bin/ruff format --check src tests examples benchmarks ops
 
 # every test: the fast ones as test-fast runs them, then the slow ones (other processes, which
 # would contend for the cores) in one process

@@ -15,7 +15,6 @@ import math
 import re
 from collections import defaultdict
 from pathlib import Path
-from statistics import mean
 from string import Template
 
 import matplotlib
@@ -905,60 +904,6 @@ def claims_context(verdicts: list[Verdict]) -> dict | None:
     return {"rows": "\n".join(rows)} if rows else None
 
 
-README = ROOT / "README.md"
-
-
-def readme_block(name: str) -> re.Pattern:
-    """A generated block of the README: its ``name`` markers and what lies between them."""
-    return re.compile(rf"(<!-- {name}:start -->\n)(.*?)(<!-- {name}:end -->)", re.S)
-
-
-def readme_claims(verdicts: list[Verdict]) -> str:
-    """The README's Evidence table: every claim of the claims table with its verdict, as
-    docs/results.md judges it (the numbers are there)."""
-    rows = [[v.claim.table, v.evidence, f"**{v.verdict}**"] for v in verdicts if v.in_table]
-    return table(["claim", "evidence", "verdict"], "lll", rows) + "\n"
-
-
-def readme_budget(ev: Evidence, verdicts: list[Verdict], config: str = "quickstart") -> str:
-    """The README's sentences on the objectives at the quickstart's budget, each objective at
-    its own lr: the mean linear top-1 of every cell and the verdicts, as docs/results.md has
-    them."""
-    evidence = f"{budget(config)}, {TUNED}"
-    by_cell = cells(tuned_rows(ev.tuned.get(config, {}), evidence))
-    if not by_cell:
-        return "No run of the objectives at the quickstart's budget has been reported yet.\n"
-    names = {"minc": "MINC", "spectral": "SCL", "byol": "BYOL"}
-
-    def cell(o: str, rows: list[Row]) -> str:
-        seeds = f"{len(rows)} seed{'s' * (len(rows) > 1)}"
-        return f"{names.get(o, o)} {100 * mean(r['linear'] for r in rows):.2f}% ({seeds})"
-
-    figures = "; ".join(
-        f"batch {b}: "
-        + ", ".join(cell(o, by_cell[(o, b)]) for o in OBJECTIVES if (o, b) in by_cell)
-        for b in sorted({b for _, b in by_cell}, reverse=True)
-    )
-    judged = [v for v in verdicts if v.evidence == evidence and v.metric == "linear"]
-    lines = [
-        "At this budget, with the learning rate chosen per objective and batch size on a "
-        "selection seed and the moving averages by the EMA rule "
-        f"(`benchmarks/objectives_at_budget.py`), the mean linear top-1 is: {figures}.",
-        *(f"- {v.line()}" for v in judged),
-    ]
-    if not judged:
-        lines.append("No verdict until every objective has a reported seed.")
-    return "\n".join(lines) + "\n"
-
-
-def write_readme_block(readme: Path, name: str, text: str) -> None:
-    """Replace what lies between the README's two ``name`` markers with ``text``."""
-    block, old = readme_block(name), readme.read_text()
-    if not block.search(old):
-        raise SystemExit(f"{readme} has no <!-- {name}:start --> ... <!-- {name}:end --> block")
-    readme.write_text(block.sub(lambda m: m.group(1) + text + m.group(3), old))
-
-
 def write_report(
     store: dict,
     docs: Path,
@@ -968,12 +913,11 @@ def write_report(
     lambdas: dict | None = None,
     tuned: dict | None = None,
     multicrop: dict | None = None,
-    readme: Path | None = None,
     streaming: dict | None = None,
     order: dict | None = None,
     rankme: dict | None = None,
 ) -> None:
-    """docs/results.md and its plots into ``docs``; with ``readme``, its claims block too."""
+    """docs/results.md and its plots into ``docs``."""
     docs.mkdir(parents=True, exist_ok=True)
     ev = Evidence(
         store,
@@ -1027,15 +971,12 @@ def write_report(
         ("spectrum", spectrum_context(store, verdicts, docs)),
         *(("lambda", lambda_context(r, n, verdicts, docs)) for n, r in ev.lambdas.items()),
         ("ablation", ablation_context(store)),
+        ("sources", {}),
     ]
     page = sections()
     text = "\n".join(page[name].substitute(ctx) for name, ctx in filled if ctx is not None)
     (docs / "results.md").write_text(text + "\n")
     print(f"wrote {docs / 'results.md'}")
-    if readme is not None:
-        write_readme_block(readme, "claims", readme_claims(verdicts))
-        write_readme_block(readme, "budget", readme_budget(ev, verdicts))
-        print(f"wrote the claims and budget blocks of {readme}")
 
 
 def load(path: Path) -> dict:
@@ -1054,7 +995,6 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--docs", type=Path, default=ROOT / "docs")
-    p.add_argument("--readme", type=Path, default=README, help="whose claims block to rewrite")
     a = p.parse_args()
     write_report(
         load(a.data / "runs.json"),
@@ -1065,7 +1005,6 @@ if __name__ == "__main__":
         load_named("lambda", a.data),
         load_named("tuned", a.data),
         load_named("multicrop", a.data),
-        a.readme,
         load(a.data / "streaming.json"),
         load(a.data / "streaming_order.json"),
     )

@@ -49,8 +49,8 @@ from minc_lightning.errors import BadInput, MissingPath
 
 __all__ = ["MINCDataModule"]
 
-# Where the views are made when training on the CPU (GPU: "device"); see README, "Augmentation
-# on the device", for the measurement (benchmarks/data_throughput.py) that chose it.
+# Where the views are made when training on the CPU (GPU: "device"); docs/training.md,
+# "Augmentation on the device", gives the measurement (benchmarks/data_throughput.py) behind it.
 CPU_AUGMENT_ON = "device"
 
 
