@@ -36,7 +36,7 @@ class Record(L.Callback):
             )
             record["lambda"] = pl_module.criterion.second_moment.clone()
             record["alpha"] = getattr(pl_module.criterion, "alpha", None)  # as the rule scaled it
-            record["tau_start"] = pl_module.tau_start
+            record["tau_start"] = pl_module.plan.applied("tau_base")
         self.steps.append(record)
 
     def on_train_end(self, trainer, pl_module) -> None:

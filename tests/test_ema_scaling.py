@@ -24,6 +24,14 @@ def test_the_rule_and_its_identity_at_the_reference_batch():
 
 def fitted(epochs: int = 1, ckpt: Path | None = None, accumulate: int = 1, **module):
     model = tiny_module(**module)
+    if model.objective.stateful:  # the rate each update of Λ is given
+        update, model.rates = model.criterion.update, []
+
+        def spy(p, t, rate=None):
+            model.rates.append(rate)
+            return update(p, t, rate)
+
+        model.criterion.update = spy
     run = trainer(max_epochs=epochs, accumulate_grad_batches=accumulate)
     train, _ = loaders(batch_size=8, n=32)
     run.fit(model, train, ckpt_path=ckpt)
@@ -34,14 +42,16 @@ def fitted(epochs: int = 1, ckpt: Path | None = None, accumulate: int = 1, **mod
 def test_applied_values_follow_the_images_each_update_sees(accumulate):
     """Batches of 8 on one process: Λ sees 8 images per update, the target 8 × accumulation."""
     model, _ = fitted(accumulate=accumulate, alpha=0.1, tau_base=0.99)
-    assert model.criterion.alpha == 1 - 0.9 ** (8 / 256)
-    assert model.tau_start == 0.99 ** (8 * accumulate / 256)
-    assert model.tau(0) == pytest.approx(model.tau_start, abs=1e-15)
+    assert model.plan.applied("alpha") == 1 - 0.9 ** (8 / 256)
+    assert set(model.rates) == {1 - 0.9 ** (8 / 256)}  # every update of Λ got the plan's rate
+    assert model.criterion.alpha == 0.1  # the loss keeps what it was built with
+    assert model.plan.applied("tau_base") == 0.99 ** (8 * accumulate / 256)
+    assert model.tau(0) == pytest.approx(model.plan.applied("tau_base"), abs=1e-15)
 
 
 def test_without_scaling_the_values_are_per_update():
     model, _ = fitted(alpha=0.1, tau_base=0.99, ema_scaling=False)
-    assert model.criterion.alpha == 0.1 and model.tau_start == 0.99
+    assert set(model.rates) == {0.1} and model.plan.applied("tau_base") == 0.99
 
 
 def test_at_the_reference_batch_training_is_bit_identical_to_unscaled():
@@ -62,16 +72,17 @@ def test_resume_restores_the_applied_values(tmp_path):
     path = tmp_path / "one.ckpt"
     run.save_checkpoint(path)
     saved = torch.load(path, weights_only=True)["minc_lightning"]["emas"]
-    assert saved == {"alpha": model.criterion.alpha, "tau_base": model.tau_start}
+    assert saved == {k: model.plan.applied(k) for k in ("alpha", "tau_base")}
     resumed, _ = fitted(epochs=2, ckpt=path, alpha=0.3, tau_base=0.98)
-    assert resumed.criterion.alpha == saved["alpha"] and resumed.tau_start == saved["tau_base"]
+    assert {k: resumed.plan.applied(k) for k in saved} == saved
+    assert set(resumed.rates) == {saved["alpha"]}
 
 
 def test_objectives_scale_only_the_emas_they_have():
     byol, _ = fitted(objective="byol")
-    assert set(byol.effective_emas()) == {"tau_base"}
+    assert set(byol.plan.emas) == {"tau_base"}
     spectral, _ = fitted(objective="spectral")
-    assert spectral.effective_emas() == {}
+    assert spectral.plan.emas == {}
 
 
 def weights(batch: int, alpha: float, updates: int = 2000) -> torch.Tensor:

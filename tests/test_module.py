@@ -54,7 +54,7 @@ def test_accumulation_gives_one_target_update_per_optimizer_step(monkeypatch):
     assert fit.global_step == 4
     assert len(calls) == 2 * fit.global_step  # backbone and projector, once per step
     taus = calls[::2]
-    assert taus == sorted(taus) and taus[0] == pytest.approx(model.tau_start)
+    assert taus == sorted(taus) and taus[0] == pytest.approx(model.plan.applied("tau_base"))
     assert model.criterion.num_updates.item() == 8  # Λ sees every micro-batch
 
 
@@ -65,8 +65,9 @@ def test_tau_schedule_rises_from_base_to_one():
     fit.fit(model, train)
     total = fit.estimated_stepping_batches
     taus = [model.tau(k) for k in range(total + 1)]  # τ after 0 … K steps
-    assert model.tau_start == 0.996 ** (8 / 256)  # tau_base per 256, at batches of 8
-    assert taus[0] == pytest.approx(model.tau_start) and taus[-1] == pytest.approx(1.0)
+    start = model.plan.applied("tau_base")
+    assert start == 0.996 ** (8 / 256)  # tau_base per 256, at batches of 8
+    assert taus[0] == pytest.approx(start) and taus[-1] == pytest.approx(1.0)
     assert all(a <= b for a, b in zip(taus, taus[1:], strict=False))
 
 

@@ -246,29 +246,26 @@ class ResumeRecord:
     def __init__(self) -> None:
         self.before: dict[str, Any] = {}
 
-    def save(
-        self, checkpoint: dict[str, Any], lr: float, global_batch: int, emas: dict | None = None
-    ) -> None:
-        applied = {k: v[1] for k, v in (emas or {}).items()}  # the EMA values in use
-        checkpoint[self.KEY] = {"lr": lr, "global_batch": global_batch, "emas": applied}
+    def save(self, checkpoint: dict[str, Any], plan: Any) -> None:
+        """Record the plan's lr, global batch and applied EMA values (``plan.RunPlan``)."""
+        applied = {k: v.applied for k, v in plan.emas.items()}
+        checkpoint[self.KEY] = {"lr": plan.lr, "global_batch": plan.global_batch, "emas": applied}
 
     def load(self, checkpoint: dict[str, Any]) -> None:
         self.before = dict(checkpoint.get(self.KEY, {}))
 
-    def check(
-        self, lr: float, global_batch: int, emas: dict | None = None, path: str | None = None
-    ) -> str | None:
+    def check(self, plan: Any, path: str | None = None) -> str | None:
         """Raise on a changed batch size (resuming ``path``); return the message for a changed
         lr or EMA value (None if the same)."""
-        before = self.before
+        before, lr, global_batch = self.before, plan.lr, plan.global_batch
         if before.get("global_batch", global_batch) != global_batch:
             # its step count, the schedules' horizon and its place in the epoch are in batches
             batch = f"global batch: {before['global_batch']} there, {global_batch} here"
             raise resume_refused(path, [batch])
         changed = [
-            f"{k} {v[1]:.6g} instead of the checkpoint's {before['emas'][k]:.6g}"
-            for k, v in (emas or {}).items()
-            if k in before.get("emas", {}) and before["emas"][k] != v[1]
+            f"{k} {v.applied:.6g} instead of the checkpoint's {before['emas'][k]:.6g}"
+            for k, v in plan.emas.items()
+            if k in before.get("emas", {}) and before["emas"][k] != v.applied
         ]
         if not math.isclose(before.get("lr", lr), lr, rel_tol=1e-9):
             changed.insert(0, f"lr {lr:.4g} instead of the checkpoint's {before['lr']:.4g}")

@@ -84,8 +84,9 @@ class MINCLoss(nn.Module):
         return self.second_moment.tril() if self.triangular else self.second_moment
 
     @torch.no_grad()
-    def update(self, p: Tensor, t: Tensor) -> None:
-        """One EMA step of Λ from a batch; no host synchronisation."""
+    def update(self, p: Tensor, t: Tensor, rate: float | None = None) -> None:
+        """One EMA step of Λ from a batch at ``rate`` (None: ``alpha``); no host
+        synchronisation."""
         s, other = (t, p.detach()) if self.moment_source == "target" else (p.detach(), t)
         # a non-finite value in s reaches sᵀs; one in the other input reaches its sum (a
         # single pass, where counting non-finite elements took three)
@@ -96,14 +97,22 @@ class MINCLoss(nn.Module):
         )
         estimate = stats[:-2].view(self.dim, self.dim) / stats[-2]
         finite = torch.isfinite(stats[-1]) & torch.isfinite(estimate).all()
-        weight = torch.where(self.num_updates == 0, 1.0, self.alpha)  # the first sets Λ
+        rate = self.alpha if rate is None else rate
+        weight = torch.where(self.num_updates == 0, 1.0, rate)  # the first sets Λ
         updated = torch.lerp(self.second_moment, estimate, weight)
         self.second_moment.copy_(torch.where(finite, updated, self.second_moment))
         self.num_updates.add_(finite.long())
 
-    def forward(self, online: Tensor, target: Tensor, moment_rows: int | None = None) -> Tensor:
-        """(N, d), (N, d) → scalar. Λ is updated from the first ``moment_rows`` rows (None: all):
-        with multi-crop the global pairs, in which each global target appears once."""
+    def forward(
+        self,
+        online: Tensor,
+        target: Tensor,
+        moment_rows: int | None = None,
+        rate: float | None = None,
+    ) -> Tensor:
+        """(N, d), (N, d) → scalar. Λ is updated from the first ``moment_rows`` rows (None: all),
+        with multi-crop the global pairs, in which each global target appears once, at ``rate``
+        (None: ``alpha``; MINCModule passes its run plan's, ``alpha`` scaled to the batch)."""
         if online.ndim != 2 or online.shape != target.shape or online.shape[1] != self.dim:
             shapes = f"{tuple(online.shape)} and {tuple(target.shape)}"
             raise BadInput(f"MINCLoss: online, target need shape (N, {self.dim}): {shapes}")
@@ -111,7 +120,7 @@ class MINCLoss(nn.Module):
             p = normalize_rows(online.float(), self.mu)
             t = normalize_rows(target.detach().float(), self.mu)
             if self.training:
-                self.update(p[:moment_rows], t[:moment_rows])
+                self.update(p[:moment_rows], t[:moment_rows], rate)
             loss, pull = minc_loss_and_pull(p, t, self.A)
             if self.training:
                 self.pull_ratio = pull

@@ -33,14 +33,9 @@ from minc_lightning.diagnostics import effective_rank, embedding_std
 from minc_lightning.errors import BadCheckpoint, BadInput
 from minc_lightning.nonfinite import NonFiniteGuard
 from minc_lightning.objectives import OBJECTIVES, LossSettings
+from minc_lightning.plan import RunPlan, announce, plan_run, scaled_lr
 from minc_lightning.probe import OnlineProbe
-from minc_lightning.schedule import (
-    REFERENCE_BATCH,
-    WarmupCosine,
-    run_horizon,
-    scaled_momentum,
-    scaled_rate,
-)
+from minc_lightning.schedule import WarmupCosine
 
 
 class MINCModule(LightningModule):
@@ -77,7 +72,7 @@ class MINCModule(LightningModule):
         tau_base: target momentum at step 0, for updates of 256 images (with ``ema_scaling``).
         ema_scaling: ``alpha`` and ``tau_base`` are given for a global batch of 256, the
             reference of ``lr``, and scaled by the EMA scaling rule to the images each update
-            sees (``effective_emas``); False: they are per-update values, as given.
+            sees (``plan.RunPlan``); False: they are per-update values, as given.
         optimizer: "lars" (lightly's), "sgd" or "adamw".
         lr: base learning rate for a global batch of 256 (scaled linearly with the global batch).
         weight_decay: on weights only (biases and norm parameters: none, no LARS adaptation).
@@ -137,8 +132,7 @@ class MINCModule(LightningModule):
         self.probe = OnlineProbe(self.feature_dim, num_classes) if num_classes else None
         self.guard = NonFiniteGuard(on_nonfinite)
         self.resume = ResumeRecord()
-        self.horizon = (0, 1)  # (warm-up steps, total optimizer steps) of the current run
-        self.tau_start = tau_base  # τ at step 0 for this run's updates (effective_emas)
+        self.plan: RunPlan | None = None  # what the current fit's batches decide (plan.py)
 
     def add_target(self) -> None:
         """Frozen copies of backbone and projector (without gradients DDP needs no search)."""
@@ -147,10 +141,13 @@ class MINCModule(LightningModule):
 
     # --- the method ------------------------------------------------------------------------
     def tau(self, step: int) -> float:
-        """Target momentum after ``step`` optimizer steps: tau_base → 1 by a cosine."""
+        """Target momentum after ``step`` optimizer steps: from the plan's τ₀ (tau_base scaled
+        to the update) to 1 by a cosine over the fit's optimizer steps."""
+        plan = self.plan or RunPlan(0, 0.0)  # before a fit: tau_base, over one step
+        start = plan.applied("tau_base") or self.hparams.tau_base
         # lightly's schedule over total + 1 points is exactly docs/method.md §4's
         # 1 - (1 - τ₀)(cos(πk/K) + 1)/2
-        return float(cosine_schedule(step, self.horizon[1] + 1, self.tau_start, 1.0))
+        return float(cosine_schedule(step, plan.horizon[1] + 1, start, 1.0))
 
     def objective_loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """The self-supervised loss of a batch's views (B, C, H, W), the two global views first,
@@ -167,11 +164,14 @@ class MINCModule(LightningModule):
         z = self.projector(h)  # (2B, d)
         if not self.objective.uses_target:
             return self.criterion(*z.chunk(2)), h, z
+        # Λ's rate for this batch: alpha scaled to the images each update sees (the run plan)
+        stateful = self.objective.stateful and self.plan is not None
+        state = {"rate": self.plan.applied("alpha")} if stateful else {}
         p = self.predictor(z)  # online predictions of v1 then v2
         with torch.no_grad():  # target projections of the *other* view: v2 then v1
             t = self.target_projector(self.target_backbone(torch.cat([x2, x1])))
         if not local:
-            return self.criterion(p, t), h, z
+            return self.criterion(p, t, **state), h, z
         # multi-crop: every local view predicts both global targets, after the two global
         # pairs; the loss averages over the 2 + 2N pairs (each of B rows), so its scale, and the
         # lr that suits it, does not grow with N. Λ is estimated from the global pairs' rows,
@@ -182,7 +182,7 @@ class MINCModule(LightningModule):
         p = torch.cat([p, p_local, p_local])
         t = torch.cat([t, t1.repeat(n, 1), t2.repeat(n, 1)])
         extra = {"moment_rows": len(h)} if self.objective.stateful else {}
-        return self.criterion(p, t, **extra), h, z
+        return self.criterion(p, t, **extra, **state), h, z
 
     def local_predictions(self, x: Tensor) -> Tensor:
         """Online predictions of local views: their own predictor (``local_predictor="separate"``)
@@ -192,7 +192,8 @@ class MINCModule(LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         views, y = unpack_views(batch)
-        if self.global_step == self.guard.first_step:  # the batches the lr was scaled for
+        if self.plan is None or self.global_step == self.plan.first_step:  # the batches the lr
+            # was scaled for
             check_batch_size(len(views[0]), self.hparams.batch_size)
             check_local_views(len(views) - 2, self.hparams.local_views)
         loss, h, z = self.objective_loss(views)
@@ -242,92 +243,36 @@ class MINCModule(LightningModule):
         self.log(f"val/top{self.probe.top5.top_k}", self.probe.top5)
 
     # --- optimisation -----------------------------------------------------------------------
-    def global_batch(self) -> int:
-        """Images per optimizer step over all processes (per device × processes × accumulation)."""
-        if self.hparams.batch_size is None:
-            raise BadInput(
-                "MINCModule needs batch_size, the images per training batch on one process, to "
-                "scale the learning rate: MINCModule(batch_size=...), or data.batch_size through "
-                "minc-lightning (linked)."
-            )
-        trainer = self.trainer
-        return self.hparams.batch_size * trainer.world_size * trainer.accumulate_grad_batches
-
-    def effective_emas(self) -> dict[str, tuple[float, float, float]]:
-        """Each EMA this objective has, as (given, applied, κ): κ counts the images one update
-        sees, per 256. Λ is updated at every forward from the batch all-reduced over processes
-        (κ = per device × processes / 256); the target once per optimizer step (× accumulation).
-        Without ``ema_scaling`` every κ is 1."""
-        hp, trainer = self.hparams, self.trainer
-        per_forward = self.hparams.batch_size * trainer.world_size
-        kappas = {
-            "alpha": per_forward / REFERENCE_BATCH,
-            "tau_base": per_forward * trainer.accumulate_grad_batches / REFERENCE_BATCH,
-        }
-        emas = {}
-        if "alpha" in self.objective.reads:
-            kappa = kappas["alpha"] if hp.ema_scaling else 1
-            emas["alpha"] = (hp.alpha, scaled_rate(hp.alpha, kappa), kappa)
-        if self.objective.uses_target:
-            kappa = kappas["tau_base"] if hp.ema_scaling else 1
-            emas["tau_base"] = (hp.tau_base, scaled_momentum(hp.tau_base, kappa), kappa)
-        return emas
-
-    def apply_emas(self) -> dict[str, tuple[float, float, float]]:
-        """Set the applied EMA values (before the first step of a fit); say and log them."""
-        emas = self.effective_emas()
-        if "alpha" in emas:
-            self.criterion.alpha = emas["alpha"][1]
-        if "tau_base" in emas:
-            self.tau_start = emas["tau_base"][1]
-        for logger in self.trainer.loggers:
-            logger.log_hyperparams({f"ema/{k}": v[1] for k, v in emas.items()})
-        return emas
-
-    def scaled_lr(self) -> float:
-        """``lr`` for the global batch: lr × global batch / 256."""
-        return self.hparams.lr * self.global_batch() / 256
-
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         online = [self.backbone, self.projector, self.predictor]
-        opt = make_optimizer(hp.optimizer, online, self.probe, self.scaled_lr(), hp)
-        scheduler = WarmupCosine(opt, horizon=lambda: self.horizon)
+        opt = make_optimizer(hp.optimizer, online, self.probe, scaled_lr(hp, self.trainer), hp)
+        scheduler = WarmupCosine(opt, horizon=lambda: (self.plan or RunPlan(0, 0.0)).horizon)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_train_start(self) -> None:
-        """The run's horizon, known once its data is loaded (and a resumed state restored)."""
-        trainer, hp = self.trainer, self.hparams
-        self.horizon = run_horizon(trainer, hp.warmup_epochs)
-        lr = self.scaled_lr()
-        emas = self.apply_emas()
-        if changed := self.resume.check(lr, self.global_batch(), emas, trainer.ckpt_path):
+        """The run plan, once the fit's data is loaded (and a resumed state restored)."""
+        trainer, hp, objective = self.trainer, self.hparams, self.objective
+        self.plan = plan_run(hp, trainer, "alpha" in objective.reads, objective.uses_target)
+        if changed := self.resume.check(self.plan, trainer.ckpt_path):
             rank_zero_info(changed)
         self.lr_schedulers().refresh()  # this step's lr under this run's horizon
         self.guard.start(self.criterion, self.global_step)
         check_labels_fit(trainer.datamodule, hp.num_classes)
-        if ignored := self.objective.ignored():
+        if ignored := objective.ignored():
             rank_zero_info(f"MINCModule: objective {hp.objective!r} ignores {', '.join(ignored)}")
-        rank_zero_info(
-            f"MINCModule: global batch {self.global_batch()} ({hp.batch_size} per device × "
-            f"{trainer.world_size} processes × {trainer.accumulate_grad_batches} accumulated), "
-            f"lr {lr:.4g} (= {hp.lr} × {self.global_batch()}/256), {self.horizon[0]} warm-up of "
-            f"{self.horizon[1]} steps"
-            + "".join(f", {k} {v[0]:.6g} → {v[1]:.6g}" for k, v in emas.items())
-            + (
-                f" (EMA scaling rule, κ = {'/'.join(f'{v[2]:.4g}' for v in emas.values())})"
-                if emas and hp.ema_scaling
-                else ""
-            )
-        )
+        announce(self.plan, hp, trainer)
 
     def on_train_end(self) -> None:
         self.guard.end(self, self.criterion)
 
     # --- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        emas = self.effective_emas()
-        self.resume.save(checkpoint, self.scaled_lr(), self.global_batch(), emas)
+        objective = self.objective  # outside a fit (trainer.save_checkpoint): its plan now
+        plan = self.plan or plan_run(
+            self.hparams, self.trainer, "alpha" in objective.reads, objective.uses_target, False
+        )
+        self.resume.save(checkpoint, plan)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse, with the differences, a checkpoint written under another configuration."""

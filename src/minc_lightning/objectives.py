@@ -9,7 +9,7 @@ To add an objective, write its loss (an ``nn.Module``) and add one entry to ``OB
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from torch import Tensor, nn
@@ -32,8 +32,11 @@ class LossSettings:
     @classmethod
     def of(cls, hparams: Mapping[str, Any]) -> LossSettings:
         """From MINCModule's hyper-parameters (``dim`` is its ``projection_dim``)."""
-        keys = ("alpha", "triangular", "moment_source", "mu")
-        return cls(hparams["projection_dim"], *(hparams[k] for k in keys))
+        return cls(hparams["projection_dim"], *(hparams[k] for k in LOSS_SETTINGS))
+
+
+# MINCModule's arguments of the same names, in LossSettings' order (its dim is projection_dim)
+LOSS_SETTINGS = tuple(f.name for f in fields(LossSettings) if f.name != "dim")
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class Objective:
 
     def ignored(self) -> tuple[str, ...]:
         """MINCModule's settings this objective does not use."""
-        unused = [k for k in ("alpha", "triangular", "moment_source", "mu") if k not in self.reads]
+        unused = [k for k in LOSS_SETTINGS if k not in self.reads]
         if not self.uses_target:
             unused.append("tau_base")
         if not self.uses_predictor:
@@ -83,7 +86,7 @@ OBJECTIVES: dict[str, Objective] = {
         uses_target=True,
         uses_predictor=True,
         diagnostics=_minc_state,
-        reads=("alpha", "triangular", "moment_source", "mu"),
+        reads=LOSS_SETTINGS,
         stateful=True,
     ),
     "spectral": Objective(
