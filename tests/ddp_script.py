@@ -35,7 +35,7 @@ class Record(L.Callback):
                 [flat(pl_module.target_backbone), flat(pl_module.target_projector)]
             )
             record["lambda"] = pl_module.criterion.second_moment.clone()
-            record["alpha"] = getattr(pl_module.criterion, "alpha", None)  # as the rule scaled it
+            record["alpha"] = pl_module.plan.applied("alpha")  # as the rule scaled it
             record["tau_start"] = pl_module.plan.applied("tau_base")
         self.steps.append(record)
 
