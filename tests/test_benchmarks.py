@@ -844,3 +844,50 @@ def test_the_s3_servers_own_cpu_is_said_beside_the_verdicts_not_as_one():
     said = [line for line in lines if "S3 server" in line]
     assert said == [line for line in lines if "**" not in line] and len(said) == 1
     assert "used 2.00, 1.00 core-ms per sample" in said[0] and "20%, 10% of the folder" in said[0]
+
+
+def _tune(estimator: str, accuracy) -> tuple[list[dict], dict]:
+    """Drive ``estimators.selection`` to its end on invented accuracies, as the script does."""
+    from benchmarks import estimators
+
+    runs: list[dict] = []
+    for _ in range(40):
+        todo, chosen = estimators.selection(runs, estimator, 64)
+        if not todo:
+            return runs, chosen
+        runs += [s | {"linear": accuracy(s)} for s in todo]
+    raise AssertionError("tuning did not end")
+
+
+@pytest.mark.parametrize("peak", [1 / 8, 2.0, 16.0])
+def test_the_chosen_lr_lies_inside_the_grid_it_was_chosen_from(peak):
+    runs, chosen = _tune("byol", lambda s: 0.8 - abs(math.log2(s["lr"] / peak)) / 100)
+    assert chosen == {"lr": peak}
+    tried = sorted(r["lr"] for r in runs)
+    assert tried[0] < chosen["lr"] < tried[-1]
+
+
+def test_mu_and_alpha_are_tuned_where_the_estimator_has_them_and_lr_bracketed_again():
+    def accuracy(s):  # best at lr 4 with alpha 0.1, at lr 8 with alpha 0.01; mu 16 worse
+        peak = 8.0 if s.get("alpha") == 0.01 else 4.0
+        return 0.8 - abs(math.log2(s["lr"] / peak)) / 100 + 0.02 * (s.get("alpha") == 0.01)
+
+    runs, chosen = _tune("minc", accuracy)
+    assert chosen == {"lr": 8.0, "mu": 1.0, "alpha": 0.01}
+    assert {r["lr"] for r in runs if r["alpha"] == 0.01} >= {4.0, 8.0, 16.0}  # bracketed again
+    assert {r["seed"] for r in runs} == {100}  # only the selection seed tunes
+    moment_runs, moment = _tune("batch_moment", accuracy)
+    assert "alpha" not in moment and all("alpha" not in r for r in moment_runs)
+
+
+def test_the_older_comparison_is_taken_over_as_this_studys_settings(tmp_path):
+    from benchmarks import estimators
+
+    old = {"objective": "spectral", "batch_size": 64, "seed": 0, "lr": 4.0, "linear": 0.84}
+    (tmp_path / "old.json").write_text(json.dumps({"runs": [old]}))
+    [run] = estimators.taken_over(tmp_path / "old.json")
+    assert run == {
+        "estimator": "scl", "batch_size": 64, "seed": 0, "lr": 4.0, "mu": 1.0, "linear": 0.84,
+        "from": "old.json",
+    }
+    assert estimators.arguments(run)[-2:] == ["--model.lr=4.0", "--model.mu=1.0"]
