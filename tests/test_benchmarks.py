@@ -887,7 +887,12 @@ def test_the_older_comparison_is_taken_over_as_this_studys_settings(tmp_path):
     (tmp_path / "old.json").write_text(json.dumps({"runs": [old]}))
     [run] = estimators.taken_over(tmp_path / "old.json")
     assert run == {
-        "estimator": "scl", "batch_size": 64, "seed": 0, "lr": 4.0, "mu": 1.0, "linear": 0.84,
+        "estimator": "scl",
+        "batch_size": 64,
+        "seed": 0,
+        "lr": 4.0,
+        "mu": 1.0,
+        "linear": 0.84,
         "from": "old.json",
     }
     assert estimators.arguments(run)[-2:] == ["--model.lr=4.0", "--model.mu=1.0"]
