@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from benchmarks import rankme_section, streaming_section
+from benchmarks import rankme_section, streaming_section, where_lambda_section
 from benchmarks.claims import (
     EXACT_ONE_SETTING,
     TUNED,
@@ -916,6 +916,7 @@ def write_report(
     streaming: dict | None = None,
     order: dict | None = None,
     rankme: dict | None = None,
+    where_lambda: dict | None = None,
 ) -> None:
     """docs/results.md and its plots into ``docs``."""
     docs.mkdir(parents=True, exist_ok=True)
@@ -964,6 +965,13 @@ def write_report(
             "rankme",
             rankme_section.context(
                 load(DATA / "rankme_selection.json") if rankme is None else rankme,
+                lambda fig, name: saved(fig, docs, name),
+            ),
+        ),
+        (
+            "where_lambda",
+            where_lambda_section.context(
+                load(DATA / "where_lambda_acts.json") if where_lambda is None else where_lambda,
                 lambda fig, name: saved(fig, docs, name),
             ),
         ),

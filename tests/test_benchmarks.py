@@ -896,3 +896,40 @@ def test_the_older_comparison_is_taken_over_as_this_studys_settings(tmp_path):
         "from": "old.json",
     }
     assert estimators.arguments(run)[-2:] == ["--model.lr=4.0", "--model.mu=1.0"]
+
+
+def _lambda_run(triangular: bool, mu, linear: float, offdiag: float, sorted_: float, **kw) -> dict:
+    run = {
+        "objective": "minc", "mu": mu, "triangular": triangular, "alpha": 0.1,
+        "use_predictor": True, "seed": 0, "linear": linear, "knn": 0.75, "diverged": False,
+        "pull_ratio": 0.1, "participation": 5.0, "top4_share": 0.8, "offdiag_ratio": offdiag,
+        "diag_sorted": sorted_, "diagonal": [3.0, 2.0, 1.0],
+    }  # fmt: skip
+    return run | kw
+
+
+@pytest.mark.parametrize("ordered_linear, default_moves", [(0.85, True), (0.835, False)])
+def test_a_setting_becomes_the_default_only_if_tril_orders_lambda_there_as_accurately(
+    ordered_linear, default_moves
+):
+    from benchmarks import where_lambda_section as section
+
+    byol = {"objective": "byol", "linear": 0.84, "knn": 0.75, "diverged": False}
+    runs = [
+        byol,
+        _lambda_run(True, 1.0, 0.84, 0.94, 0.48),  # shipped: unordered
+        _lambda_run(False, 1.0, 0.84, 0.94, 0.49),
+        _lambda_run(True, 16.0, ordered_linear, 0.2, 0.9),  # ordered
+        _lambda_run(False, 16.0, 0.84, 0.9, 0.5),
+    ]
+    assert [section.orders(t, f) for t, f in section.pairs(runs)] == [
+        verdicts.FAILS,
+        verdicts.HOLDS,
+    ]
+    text = section.decision(runs)
+    assert ("becomes the default" in text) == default_moves
+    assert ("mu 16" in text) == default_moves or "orders Λ only at mu 16" in text
+    assert section.versus_byol(runs[3], byol) == ("better" if default_moves else "not told apart")
+    worse_knn = runs[1] | {"knn": 0.70}
+    assert section.versus_byol(worse_knn, byol) == "worse"
+    assert section.versus_byol(worse_knn | {"linear": 0.9}, byol) == "mixed"
