@@ -137,14 +137,20 @@ def fit_with_curve(
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
 
 
-def final_point(config: Path, run_dir: Path, cli_args: list[str], baselines: bool = False) -> dict:
+def final_point(
+    config: Path,
+    run_dir: Path,
+    cli_args: list[str],
+    baselines: bool = False,
+    extra_callbacks: list[Callback] = (),
+) -> dict:
     """Train ``config`` and score the end of training as the curve does: the wall seconds of the
     whole fit, then the epoch, training seconds, kNN and linear accuracy (and, with
     ``baselines``, the pixels' and the random network's scores under ``"baselines"``)."""
     with tempfile.TemporaryDirectory() as tmp:
         curve = Curve([], Path(tmp) / "curve.json", {}, baselines=baselines)
         started = time.time()
-        fit_with_curve(curve, config, run_dir, cli_args)
+        fit_with_curve(curve, config, run_dir, cli_args, extra_callbacks)
         wall_seconds = time.time() - started
     point = {"wall_seconds": wall_seconds} | curve.result["points"][-1]
     return point | ({"baselines": curve.result["baselines"]} if baselines else {})

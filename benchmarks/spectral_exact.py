@@ -137,9 +137,23 @@ def sample_pairs(g: Graph, n: int, generator: torch.Generator) -> tuple[Tensor, 
 
 # --- training ------------------------------------------------------------------------------
 def criterion(objective: str, k: int, alpha: float | None) -> nn.Module:
+    """The loss of ``objective``; ``batch_moment`` is MINC with the batch's own moment (alpha 1,
+    full Λ): SCL's pair-term gradient inside MINC's construction."""
     if objective == "scl":
         return SpectralContrastiveLoss(mu=None, gather_distributed=False)
+    if objective == "batch_moment":
+        return MINCLoss(k, 1.0, triangular=False, mu=None)
     return MINCLoss(k, alpha, triangular=objective == "minc_tril", mu=None)
+
+
+def batch_loss(net: nn.Module, loss_fn: nn.Module, objective: str, a: Tensor, b: Tensor) -> Tensor:
+    """The loss of one batch of pairs (a_i, b_i). SCL: the two views' embeddings; MINC: rows
+    [a; b] against the other view of each row, [b; a], without gradient (one network, as the
+    exact problem has no separate target)."""
+    if objective == "scl":
+        return loss_fn(net(a), net(b))
+    p = net(torch.cat([a, b]))
+    return loss_fn(p, p.detach().roll(len(a), 0))
 
 
 def train(
@@ -153,10 +167,12 @@ def train(
     alpha: float | None = 0.1,
     evals: int = 16,
     alpha_per_256: float | None = None,
+    snapshots: tuple[int, ...] = (),
 ) -> dict:
     """Train one encoder; J/J* at ``evals`` points, final angles and alignment. ``alpha`` is
     the per-step rate of Λ's EMA; ``alpha_per_256``, when given, the value it was scaled from
-    (recorded only)."""
+    (recorded only). ``snapshots``: steps (0 = before the first) whose weights F are returned
+    under ``"snapshots"``, as tensors."""
     torch.manual_seed(seed)
     net = nn.Embedding(g.n, k)
     nn.init.normal_(net.weight, std=0.1)
@@ -167,14 +183,12 @@ def train(
     loss_fn = criterion(objective, k, alpha)
     j_star = optimum(g, k)
     marks = {round(steps * (i + 1) / evals) for i in range(evals)}
-    curve, diverged_at = [], None
+    curve, diverged_at, kept = [], None, {}
     for step in range(steps):
+        if step in snapshots:
+            kept[step] = net.weight.detach().clone()
         a, b = x[step * batch : (step + 1) * batch], xp[step * batch : (step + 1) * batch]
-        if objective == "scl":
-            loss = loss_fn(net(a), net(b))
-        else:  # rows [a; b]; targets: the other view of each row, [b; a], without gradient
-            p = net(torch.cat([a, b]))
-            loss = loss_fn(p, p.detach().roll(batch, 0))
+        loss = batch_loss(net, loss_fn, objective, a, b)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -187,7 +201,9 @@ def train(
             curve.append(((step + 1) * batch, ratio))
     F = net.weight.detach()
     finite = diverged_at is None
-    return {
+    if steps in snapshots:
+        kept[steps] = F.clone()
+    return ({"snapshots": kept} if snapshots else {}) | {
         "objective": objective,
         "batch": batch,
         "base_lr": base_lr,

@@ -933,3 +933,36 @@ def test_a_setting_becomes_the_default_only_if_tril_orders_lambda_there_as_accur
     worse_knn = runs[1] | {"knn": 0.70}
     assert section.versus_byol(worse_knn, byol) == "worse"
     assert section.versus_byol(worse_knn | {"linear": 0.9}, byol) == "mixed"
+
+
+def test_relative_noise_recovers_a_known_signal_to_noise_ratio():
+    from benchmarks.gradient_noise import relative_noise
+
+    g = torch.Generator().manual_seed(0)
+    mean = torch.ones(50, dtype=torch.float64)  # ‖ḡ‖² = 50
+    grads = mean + 2.0 * torch.randn(4000, 50, generator=g, dtype=torch.float64)  # E‖ε‖² = 200
+    exact = relative_noise(grads, mean)
+    assert exact["relative"] == pytest.approx(4.0, rel=0.03)
+    own = relative_noise(grads[:8])  # the sample mean's own noise is taken out of its norm
+    assert 1.0 < own["relative"] < 16.0
+    many = [relative_noise(grads[i : i + 8])["signal"] for i in range(0, 4000, 8)]
+    assert sum(many) / len(many) == pytest.approx(50.0, rel=0.1)  # unbiased for ‖ḡ‖²
+
+
+@pytest.mark.parametrize("estimator", ["scl", "minc_tril", "batch_moment"])
+def test_each_estimators_gradient_averages_to_its_exact_mean_field(graph, estimator):
+    """SCL's batch gradient is −∇J on average, MINC's −∇J/2 with Λ (or tril(Λ)) in place of
+    FᵀDF: the closed forms the exact noise is measured against."""
+    from benchmarks import gradient_noise as noise
+
+    F = 0.3 * torch.randn(graph.n, 3, generator=torch.Generator().manual_seed(0))
+    grads = noise.exact_gradients(graph, F, estimator, 256, 0.1, 1500, seed=0)
+    field = noise.mean_field(F, graph, estimator).flatten()
+    error = (grads.double().mean(0) - field).norm() / field.norm()
+    assert error < 0.05  # the remaining Monte Carlo error of 1500 batches (and the batch moment)
+    if estimator == "scl":  # and SCL's field is the exact gradient of −J
+        F64 = F.double().requires_grad_()
+        pair_term = (F64.T @ (graph.d[:, None] * F64)).square().sum()
+        J = 2 * torch.trace(F64.T @ graph.P @ F64) - pair_term
+        (dJ,) = torch.autograd.grad(J, F64)
+        assert torch.allclose(field, -dJ.flatten(), rtol=1e-9, atol=1e-12)
