@@ -966,3 +966,19 @@ def test_each_estimators_gradient_averages_to_its_exact_mean_field(graph, estima
         J = 2 * torch.trace(F64.T @ graph.P @ F64) - pair_term
         (dJ,) = torch.autograd.grad(J, F64)
         assert torch.allclose(field, -dJ.flatten(), rtol=1e-9, atol=1e-12)
+
+
+def test_alpha_is_tuned_per_cell_with_lr_bracketed_around_the_best_pair():
+    from benchmarks import exact_alpha
+
+    def run(lr, alpha, final):
+        return {"objective": "minc_tril", "batch": 8, "base_lr": lr, "alpha_per_256": alpha,
+                "seed": 1000, "final": final}  # fmt: skip
+
+    runs = [run(lr, a, 0.5) for lr in (4, 8, 16) for a in exact_alpha.ALPHAS[:-1]]
+    assert exact_alpha.todo(runs, "minc_tril", 8, 8) == [(lr, 1.0) for lr in (4, 8, 16)]
+    runs += [run(lr, 1.0, 0.6 + lr / 100) for lr in (4, 8, 16)]  # best: alpha 1 at the top lr
+    assert exact_alpha.todo(runs, "minc_tril", 8, 8) == [(32, 1.0)]
+    runs.append(run(32, 1.0, 0.1))  # now inside its grid
+    assert exact_alpha.todo(runs, "minc_tril", 8, 8) == []
+    assert exact_alpha.todo(runs, "minc_full", 8, 8)  # another cell is tuned on its own
