@@ -197,7 +197,7 @@ def finals_by_rate(runs: list[dict], batch: int) -> dict[float, list[float]]:
 
 def judge_prediction(sensitivity: dict) -> tuple[Judged, dict[int, dict]]:
     """Per batch, the grid rate nearest (in log) the rule's prediction against the grid rate
-    with the best mean final J/J*, by the 2-SE rule: the nearest "behind" the best at any batch
+    with the best mean final J/J*, by the t rule: the nearest "behind" the best at any batch
     does not hold, otherwise holds. Also returns each batch's best, nearest and outcome."""
     per: dict[int, dict] = {}
     for b_text, predicted in sensitivity["predicted"].items():
@@ -438,7 +438,7 @@ SHARDS_EVIDENCE = "Fashion-MNIST, `quickstart.yaml`, from files and from shards"
 
 def judge_shards(result: dict) -> list[Verdict]:
     """streaming.py's quickstart runs from shards against the same runs from files, per metric.
-    "Reaches" is not being behind: with seeds on both sides, the 2-SE rule's "behind" fails it
+    "Reaches" is not being behind: with seeds on both sides, the t rule's "behind" fails it
     and anything else holds; with one run a side there is no noise to allow, so an equal or
     higher score holds and a lower one is inconclusive."""
     runs = result.get("quickstart", {}).get("runs", [])
@@ -498,7 +498,7 @@ def multicrop_evidence(name: str) -> str:
 
 def judge_multicrop(result: dict, name: str) -> list[Verdict]:
     """Each multi-crop variant against two views at equal epochs and at equal training time,
-    and separate against shared predictors at equal epochs, by the 2-SE rule on each metric.
+    and separate against shared predictors at equal epochs, by the t rule on each metric.
     The table shows the linear verdicts of the module's default predictor and the predictor
     comparison; a comparison lacking a group is left out (not measured yet)."""
     default = default_local_predictor()

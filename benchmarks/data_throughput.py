@@ -223,7 +223,7 @@ def quickstart(seeds: list[int], out: Path) -> None:
 def verdicts(measured: dict, quick: dict) -> list[str]:
     """The issue's two targets and the CPU default, judged from the numbers: the loader cost at
     224 px at least 3× lower in device mode; quickstart accuracy equal within seed noise (the
-    2-SE rule of ``verdicts.py`` on the mode means, from the seed spread); the CPU default is
+    t rule of ``verdicts.py`` on the mode means, from the seed spread); the CPU default is
     the mode with the lower mean quickstart training time."""
     jpeg = next(v for k, v in measured["loader_ms_per_sample"].items() if k.startswith("224"))
     ratio = jpeg["loader"] / jpeg["device"]
@@ -242,7 +242,7 @@ def verdicts(measured: dict, quick: dict) -> list[str]:
         equal = "equal within seed noise" if d.result == "tie" else "differs"
         lines.append(
             f"quickstart {metric}: device − loader = {d.value:+.2f} points, "
-            f"2 SE = {d.two_se:.2f}: {equal}"
+            f"90% interval ±{d.half:.2f}: {equal}"
         )
     seconds = {m: v.mean() for m, v in by_mode("train_seconds").items()}
     faster = min(seconds, key=seconds.get)

@@ -13,8 +13,8 @@ same protocol as the README's table. Training seconds exclude evaluation.
 
 Writes ``docs/data/quickstart_search.json`` (runs already there are kept, not repeated) and
 prints, for each variant, the mean and spread of its seeds and the verdict against the baseline:
-"better" or "worse" when the difference of means exceeds two standard errors of that difference
-(from the seed spread), else "within seed noise": the 2-SE rule of ``verdicts.py``.
+"better" or "worse" when the 90% t interval of the difference of means (paired by seed) lies
+above or below 0, else "within seed noise": the rule of ``verdicts.py``.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def train(setting: dict) -> dict:
 
 
 def summary(runs: list[dict]) -> list[str]:
-    """Mean (spread) per variant, and its verdict against the baseline by the 2-SE rule."""
+    """Mean (spread) per variant, and its verdict against the baseline by the t rule."""
 
     def values(variant: str, key: str) -> np.ndarray:
         return np.array([r[key] for r in runs if r["variant"] == variant], dtype=float)
@@ -65,7 +65,7 @@ def summary(runs: list[dict]) -> list[str]:
             if variant != "baseline" and len(mine) > 1 and len(base) > 1:
                 d = difference(list(mine), list(base))
                 verdict = {"ahead": "better", "behind": "worse"}.get(d.result, "within seed noise")
-                text += f", {d.value:+.2f} vs baseline (2 SE {d.two_se:.2f}): {verdict}"
+                text += f", {d.value:+.2f} vs baseline (90% interval ±{d.half:.2f}): {verdict}"
             parts.append(text)
         lines.append("; ".join(parts))
     names = list(dict.fromkeys(r["variant"] for r in runs))

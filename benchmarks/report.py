@@ -45,16 +45,17 @@ from benchmarks.claims import (
 from benchmarks.common import DATA, ROOT
 from benchmarks.objectives_at_budget import chosen_lrs
 from benchmarks.rows import SHORT, Row, accuracy_rows, budget, cells, exact_rows, sweep_rows, values
-from benchmarks.verdicts import CHANCE, VARIANCE_FACTOR
+from benchmarks.verdicts import BYOL_MARGIN, CHANCE, VARIANCE_FACTOR
 from minc_lightning.objectives import OBJECTIVES
 
 matplotlib.use("Agg")  # files, never a window
 TEMPLATE = DATA / "results.template.md"
 EXACT_OBJECTIVES = {"minc_tril": "MINC, tril(Λ)", "minc_full": "MINC, full Λ", "scl": "SCL"}
 RULES = (
-    'Rules: the 2-SE rule of section 1; "close to BYOL" holds when every MINC mean is above '
-    f"twice chance ({200 * CHANCE:.0f}%) and BYOL is nowhere ahead beyond 2 SE; the pixel "
-    "baseline is one deterministic number (no spread)."
+    'Rules: the t rule of section 1; "close to BYOL" holds when every MINC mean is above '
+    f"twice chance ({200 * CHANCE:.0f}%) and, at every batch size, the equivalence test puts "
+    f"MINC within {100 * BYOL_MARGIN:g} point of BYOL; the pixel baseline is one deterministic "
+    "number (no spread)."
 )
 
 
@@ -657,7 +658,7 @@ def default_predictor_note(result: dict) -> str:
     return (
         f"Rule for the default: the predictor with the higher mean linear top-1 over every "
         f"multi-crop run at equal epochs ({numbers}) is `{better}`; `MINCModule`'s default "
-        f"`local_predictor` {agrees}. Whether the difference exceeds seed noise is the 2-SE "
+        f"`local_predictor` {agrees}. Whether the difference exceeds seed noise is the t "
         "verdict above."
     )
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.verdicts import Sample
+
 Row = dict[str, Any]
 SHORT = "Fashion-MNIST, short runs"  # reproduce.py's batch sweep
 
@@ -60,13 +62,17 @@ def sweep_rows(store: dict) -> list[Row]:
     return accuracy_rows([r for key, r in store.items() if key.startswith("batch/")], SHORT)
 
 
-def values(rows: list[Row], measure: str, **where: Any) -> dict[int, list[float]]:
-    """``measure`` over the seeds, by batch, of the rows matching ``where``."""
-    out: dict[int, list[float]] = defaultdict(list)
+def values(rows: list[Row], measure: str, **where: Any) -> dict[int, Sample]:
+    """``measure`` over the seeds, by batch, of the rows matching ``where``: each a ``Sample``
+    that keeps its seeds, so that the verdicts pair runs of the same seed."""
+    found: dict[int, list[tuple[int, float]]] = defaultdict(list)
     for row in rows:
         if measure in row and all(row.get(k) == v for k, v in where.items()):
-            out[row["batch"]].append(row[measure])
-    return dict(sorted(out.items()))
+            found[row["batch"]].append((row["seed"], row[measure]))
+    return {
+        batch: Sample([v for _, v in pairs], [s for s, _ in pairs])
+        for batch, pairs in sorted(found.items())
+    }
 
 
 def cells(rows: list[Row]) -> dict[tuple[str, int], list[Row]]:

@@ -1,9 +1,12 @@
 """The rules every verdict in the benchmarks is computed by: pure functions of the numbers.
 
-The rule shared by all comparisons of seeds (``difference``): a difference of means within two
-standard errors (√(se_a² + se_b²), se = sd/√n) is a tie; a group holding one number contributes
-no spread, and two single numbers cannot be told apart. ``report.py``, ``quickstart_search.py``
-and ``data_throughput.py`` judge with it; ``tests/test_benchmarks.py`` feeds it invented numbers.
+The one rule for comparing runs over seeds (``difference``): the difference of means with a
+Student-t interval for the runs there are, paired by seed when both sides ran the same seeds
+(``Sample`` carries them), Welch's otherwise; "ahead" when the interval's lower end is above 0,
+"behind" when its upper end is below, else "tie". The interval is two-sided at 1 − 2·ALPHA (its
+ends are one-sided tests at ALPHA); a claim made over several comparisons at once ("at every
+batch size") divides ALPHA among them (Bonferroni). "Close to" is an equivalence test against a
+stated margin (``equivalence``). ``tests/test_benchmarks.py`` feeds each rule invented numbers.
 """
 
 from __future__ import annotations
@@ -17,14 +20,35 @@ HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
 CHANCE = 0.1  # ten classes
 VARIANCE_FACTOR = 1.5  # "lower variance" needs MINC's below SCL's by this factor at every batch
 PIXEL_MARGIN = 0.01  # one run against the pixels: a point either way decides
+BYOL_MARGIN = 0.01  # "close to BYOL": the mean top-1 within a point, at every batch size
+ALPHA = 0.05
+
+
+class Sample(list):
+    """Values over seeds that remember the seeds (``seeds[i]`` ran ``self[i]``), so that two
+    samples over the same seeds are compared pair by pair. Without seeds: a plain list."""
+
+    def __init__(self, values, seeds=None) -> None:
+        super().__init__(values)
+        self.seeds = None if seeds is None else list(seeds)
+
+
+def paired(a: list[float], b: list[float]) -> tuple[list[float], list[float]] | None:
+    """``a`` and ``b`` aligned by seed when both are ``Sample``s over the same distinct seeds."""
+    sa, sb = getattr(a, "seeds", None), getattr(b, "seeds", None)
+    if sa is None or sb is None or len(set(sa)) != len(sa) or sorted(sa) != sorted(sb):
+        return None
+    order = {seed: i for i, seed in enumerate(sb)}
+    return list(a), [b[order[seed]] for seed in sa]
 
 
 class Difference(NamedTuple):
-    """mean(a) − mean(b), two standard errors of it, and what the 2-SE rule makes of it."""
+    """mean(a) − mean(b), the half-width of its t interval and what the rule makes of it."""
 
     value: float
-    two_se: float
+    half: float
     result: str  # "ahead", "behind" or "tie"
+    paired: bool = False
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -33,27 +57,33 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return float(a.mean()), float(se)
 
 
-def difference(a: list[float], b: list[float]) -> Difference:
-    """The 2-SE rule: "ahead" when a's mean exceeds b's by more than two standard errors of the
-    difference, "behind" the other way, else "tie" (always a tie for two single numbers). A
+def difference(a: list[float], b: list[float], tests: int = 1) -> Difference:
+    """The rule: the (1 − 2·ALPHA/tests) t interval of mean(a) − mean(b), paired by seed where
+    the seeds are shared; "ahead" above 0, "behind" below, else "tie". A single number facing
+    several is a fixed baseline (a one-sample interval); two single numbers are always a tie. A
     run that diverged counts −∞ (it reached nothing): a group holding one is behind a group
     without, and two such groups tie."""
     failed_a, failed_b = (any(math.isinf(v) and v < 0 for v in g) for g in (a, b))
     if failed_a or failed_b:
         result = "tie" if failed_a == failed_b else "behind" if failed_a else "ahead"
         return Difference(-math.inf if failed_a else math.inf, math.nan, result)
-    (ma, sa), (mb, sb) = mean_se(a), mean_se(b)
-    margin = 2 * math.hypot(sa, sb)
-    value = ma - mb
-    if len(a) < 2 and len(b) < 2:
-        return Difference(value, margin, "tie")
-    result = "ahead" if value > margin else "behind" if -value > margin else "tie"
-    return Difference(value, margin, result)
+    level = corrected(ALPHA, tests)
+    pairs = paired(a, b)
+    if pairs is not None:
+        ci = interval(*pairs, paired=True, alpha=level)
+    elif len(b) == 1 and len(a) > 1:  # against a fixed number
+        ci = interval(list(a), [b[0]] * len(a), paired=True, alpha=level)
+    elif len(a) == 1 and len(b) > 1:
+        ci = interval([a[0]] * len(b), list(b), paired=True, alpha=level)
+    else:
+        ci = interval(list(a), list(b), paired=False, alpha=level)
+    result = "ahead" if ci.low > 0 else "behind" if ci.high < 0 else "tie"
+    return Difference(ci.value, ci.high - ci.value, result, pairs is not None)
 
 
-def compare(a: list[float], b: list[float]) -> str:
-    """ "ahead" (a's mean above b's by more than 2 SE), "behind", or "tie"."""
-    return difference(a, b).result
+def compare(a: list[float], b: list[float], tests: int = 1) -> str:
+    """ "ahead", "behind" or "tie" by the rule of ``difference``."""
+    return difference(a, b, tests).result
 
 
 def every(results: dict[int, str]) -> str:
@@ -68,8 +98,9 @@ def one(result: str) -> str:
 
 
 def claim_every_batch(a: dict[int, list[float]], b: dict[int, list[float]]) -> tuple[str, dict]:
-    """a ≥ b at every batch size both were run at."""
-    per = {n: compare(a[n], b[n]) for n in sorted(set(a) & set(b))}
+    """a ahead of b at every batch size both were run at, each test at ALPHA / their number."""
+    sizes = sorted(set(a) & set(b))
+    per = {n: compare(a[n], b[n], tests=len(sizes)) for n in sizes}
     return every(per), per
 
 
@@ -88,16 +119,25 @@ def claim_lower_variance(minc: dict[int, float], scl: dict[int, float]) -> str:
 
 
 def claim_close_to_byol(minc: dict[int, list[float]], byol: dict[int, list[float]]) -> str:
-    """No collapse (every MINC mean above twice chance) and BYOL not ahead beyond 2 SE at any
-    batch size."""
+    """No collapse (every MINC mean above twice chance) and, at every batch size, MINC's mean
+    within ``BYOL_MARGIN`` of BYOL's by the equivalence test (ALPHA shared among the batch
+    sizes): holds; collapse, or a difference beyond the margin at any batch: does not hold."""
     if any(mean_se(v)[0] <= 2 * CHANCE for v in minc.values()):
         return FAILS
-    ahead = {n: compare(byol[n], minc[n]) for n in sorted(set(minc) & set(byol))}
-    return FAILS if any(r == "ahead" for r in ahead.values()) else HOLDS
+    sizes = sorted(set(minc) & set(byol))
+    level = corrected(ALPHA, len(sizes))
+    found = []
+    for n in sizes:
+        pairs = paired(minc[n], byol[n])
+        a, b = pairs if pairs else (minc[n], byol[n])
+        found.append(equivalence(a, b, BYOL_MARGIN, paired=pairs is not None, alpha=level)[0])
+    if found and all(v == EQUIVALENT for v in found):
+        return HOLDS
+    return FAILS if DIFFERENT in found else UNSURE
 
 
 def claim_ordering(tril: dict[int, list[float]], full: dict[int, list[float]]) -> tuple[str, dict]:
-    """Each dimension's alignment with its own eigenvector: tril(Λ) above full Λ beyond 2 SE at
+    """Each dimension's alignment with its own eigenvector: tril(Λ) ahead of full Λ by the t rule at
     every batch size."""
     return claim_every_batch(tril, full)
 
@@ -111,9 +151,9 @@ def claim_lambda_diagonal(on: dict, off: dict) -> str:
 
 
 def claim_lambda_seeds(tril: dict[str, list[float]], full: dict[str, list[float]]) -> str:
-    """Several seeds each: tril(Λ)'s off-diagonal energy below full Λ's beyond 2 SE and under half
-    of it, and a more ordered diagonal beyond 2 SE: holds; either comparison the other way
-    beyond 2 SE: does not hold; otherwise inconclusive."""
+    """Several seeds each: tril(Λ)'s off-diagonal energy below full Λ's by the t rule and under half
+    of it, and a more ordered diagonal by the t rule: holds; either comparison the other way
+    by it: does not hold; otherwise inconclusive."""
     lower = compare(full["offdiag_ratio"], tril["offdiag_ratio"])
     ordered = compare(tril["diag_sorted"], full["diag_sorted"])
     half = mean_se(tril["offdiag_ratio"])[0] < 0.5 * mean_se(full["offdiag_ratio"])[0]
@@ -145,12 +185,8 @@ def minutes_to_reach(points: list[dict], target: float, metric: str) -> float | 
     return float(np.exp((target - intercept) / slope) / 60)
 
 
-# --- rules that fit the number of seeds -----------------------------------------------------
-# A fixed 2-SE rule over 3 seeds has about 3 degrees of freedom (near p = 0.1, not 0.05), and
-# compares unpaired seeds that are shared. These use Student's t for the runs there are, pair
-# runs that share a seed, and say what "the same" means by a stated margin.
+# --- intervals and equivalence ------------------------------------------------------------
 EQUIVALENT, DIFFERENT = "equivalent", "different"
-ALPHA = 0.05
 
 
 class Interval(NamedTuple):

@@ -65,7 +65,7 @@ def test_training_run_reports_a_curve_or_its_divergence(graph):
 
 
 # --- verdicts ------------------------------------------------------------------------------
-def test_compare_uses_two_standard_errors():
+def test_compare_uses_a_t_interval_for_the_runs_there_are():
     assert verdicts.compare([1.0, 1.1, 0.9], [0.0, 0.1, -0.1]) == "ahead"
     assert verdicts.compare([0.0, 0.1, -0.1], [1.0, 1.1, 0.9]) == "behind"
     assert verdicts.compare([1.0, 2.0, 0.0], [0.9, 1.9, -0.1]) == "tie"
@@ -761,6 +761,38 @@ def test_time_matched_steps_buy_the_multicrop_runs_seconds_at_the_two_view_pace(
         dict(budget="time of 4 local views", local_views=0, train_seconds=1.0, steps=1),
     ]
     assert multicrop.time_matched_steps(runs, 4, epoch_steps=50) == 150  # 330 s / 2.2 s
+
+
+def test_runs_that_share_seeds_are_compared_pair_by_pair():
+    base = [80.0, 82.5, 78.0, 81.0, 79.5]  # seeds differ by points; MINC leads each by ~0.3
+    lead = [x + 0.3 + 0.02 * (-1) ** i for i, x in enumerate(base)]
+    seeds = [0, 1, 2, 3, 4]
+    assert verdicts.compare(lead, base) == "tie"  # unpaired: the seeds' spread hides it
+    a, b = verdicts.Sample(lead, seeds), verdicts.Sample(base[::-1], seeds[::-1])
+    assert verdicts.compare(a, b) == "ahead"  # paired by seed, whatever the order
+    assert verdicts.difference(a, b).paired
+    other = verdicts.Sample(base, [5, 6, 7, 8, 9])  # other seeds: no pairing
+    assert not verdicts.difference(a, other).paired
+
+
+def test_a_claim_at_every_batch_divides_the_level_among_the_batches():
+    a = {n: verdicts.Sample([1.0, 1.2, 1.1], [0, 1, 2]) for n in (8, 64)}
+    b = {n: verdicts.Sample([0.7, 1.1, 0.9], [0, 1, 2]) for n in (8, 64)}  # t = 3.46, dof 2
+    assert verdicts.compare(a[8], b[8]) == "ahead"  # alone, at 5%: ahead
+    assert verdicts.claim_every_batch(a, b)[0] == verdicts.UNSURE  # at 2.5% each: a tie
+
+
+def test_close_to_byol_needs_the_difference_inside_a_stated_margin():
+    seeds = [0, 1, 2, 3, 4]
+    byol = {64: verdicts.Sample([0.80, 0.83, 0.78, 0.81, 0.79], seeds)}
+    near = {64: verdicts.Sample([v + 0.001 * (-1) ** i for i, v in enumerate(byol[64])], seeds)}
+    far = {
+        64: verdicts.Sample([v - 0.03 + 0.001 * (-1) ** i for i, v in enumerate(byol[64])], seeds)
+    }
+    assert verdicts.claim_close_to_byol(near, byol) == verdicts.HOLDS
+    assert verdicts.claim_close_to_byol(far, byol) == verdicts.FAILS
+    unpaired = {64: list(near[64])}  # without seeds the spread hides the answer
+    assert verdicts.claim_close_to_byol(unpaired, byol) == verdicts.UNSURE
 
 
 def test_equivalence_follows_the_interval_on_data_whose_answer_is_known():
