@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import claims, rankme_section, report, rows, streaming_section, verdicts
+from benchmarks import (
+    accuracy_section,
+    claims,
+    multicrop_section,
+    page,
+    rankme_section,
+    report,
+    rows,
+    streaming_section,
+    verdicts,
+)
 from benchmarks import spectral_exact as exact
 
 
@@ -457,9 +467,9 @@ def test_the_results_page_names_the_machine_the_runs_recorded_not_this_process()
     try:
         torch.set_num_threads(1)
         recorded = {"args": {"device": "cpu"}, "machine": {"arch": "x86_64", "threads": 3}}
-        assert report.machine(recorded) == "x86_64 CPU (3 threads)"
-        assert "threads were not recorded" in report.machine({"args": {"device": "cpu"}})
-        assert report.machine({"args": {"device": "cuda"}}) == "one cuda device"
+        assert accuracy_section.machine(recorded) == "x86_64 CPU (3 threads)"
+        assert "threads were not recorded" in accuracy_section.machine({"args": {"device": "cpu"}})
+        assert accuracy_section.machine({"args": {"device": "cuda"}}) == "one cuda device"
     finally:
         torch.set_num_threads(threads)
 
@@ -594,7 +604,7 @@ def test_the_shards_verdict_follows_the_numbers(shards, files, expected):
 
 def streaming_section_of(result: dict, order: dict, verdicts, folder: Path) -> dict:
     return streaming_section.context(
-        result, order, verdicts, folder, lambda fig, name: report.saved(fig, folder, name)
+        result, order, verdicts, folder, lambda fig, name: page.saved(fig, folder, name)
     )
 
 
@@ -669,7 +679,7 @@ def test_the_order_note_pairs_seeds_and_applies_the_margin(tmp_path):
             out.append({"order": "chunks", "seed": s, "linear": moved, "knn": moved})
         return {"runs": [r | {"chunks": 200, "window": 4} for r in out]}
 
-    draw = lambda fig, name: report.saved(fig, tmp_path, name)  # noqa: E731
+    draw = lambda fig, name: page.saved(fig, tmp_path, name)  # noqa: E731
     assert "linear: chunk-local − global +0.02 points" in streaming_section.order_note(
         runs(0.0)["runs"], draw
     )
@@ -717,7 +727,9 @@ def test_multicrop_verdicts_follow_the_numbers(tmp_path):
     shown = {v.claim.key for v in verdicts if v.in_table}
     assert shown == {"multicrop", "separate"}
     ev = claims.Evidence(multicrop={"quickstart": result})
-    context = report.multicrop_context(result, "quickstart", claims.judge_all(ev), tmp_path)
+    context = multicrop_section.multicrop_context(
+        result, "quickstart", claims.judge_all(ev), tmp_path
+    )
     assert "| 2 local, separate predictors | 3 |" in context["table"]
     assert "**does not hold** (70.33 ± 0.58 vs 80.33 ± 0.58)" in context["verdicts"]
     assert (tmp_path / "multicrop_quickstart.png").is_file()
@@ -737,17 +749,9 @@ def test_the_better_local_predictor_is_the_higher_mean_over_every_multicrop_run(
     better, means = claims.better_local_predictor(result)
     assert better == "separate"
     assert means == pytest.approx({"separate": 0.77333, "shared": 0.76667}, abs=1e-5)
-    note = report.default_predictor_note(result)
+    note = multicrop_section.default_predictor_note(result)
     assert "separate 77.33, shared 76.67) is `separate`" in note
     assert claims.better_local_predictor(multicrop_runs({("epochs", 2, "shared"): [0.8]})) is None
-
-
-def test_the_module_default_predictor_is_the_one_the_committed_runs_measure_better():
-    """The default of ``local_predictor`` follows the benchmark: changing either without the
-    other fails here."""
-    result = json.loads((report.DATA / "multicrop_quickstart.json").read_text())
-    better, _ = claims.better_local_predictor(result)
-    assert claims.default_local_predictor() == better
 
 
 def test_time_matched_steps_buy_the_multicrop_runs_seconds_at_the_two_view_pace():
@@ -846,7 +850,7 @@ def test_too_few_runs_decide_nothing_and_an_objective_rankme_misorders_is_said(t
         if r["objective"] == "byol":
             r["rankme"] += 100
     assert "does not tell these methods apart" in rankme_section.lines(runs)[-1]
-    draw = lambda fig, name: report.saved(fig, tmp_path, name)  # noqa: E731
+    draw = lambda fig, name: page.saved(fig, tmp_path, name)  # noqa: E731
     section = rankme_section.context({"runs": runs}, draw)
     assert section["count"] == "12" and (tmp_path / "rankme_selection.png").is_file()
     assert rankme_section.context({"runs": []}, draw) is None
