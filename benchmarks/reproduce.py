@@ -12,14 +12,14 @@ Four experiments, all on the same small CNN, augmentations and tuning effort:
 4. ablations of the open choices of docs/method.md §7 (alpha, mu, moment_source, predictor).
 
 Every finished run is stored in ``--out/runs.json`` (default ``docs/data``) at once, so an
-interrupted script resumes where it stopped. ``--report_only`` rewrites the report from that file.
+interrupted script resumes where it stopped; ``python -m benchmarks.report`` draws the page.
 
     python -m benchmarks.reproduce                 # about an hour on a 2-core CPU
     python -m benchmarks.reproduce --seeds 1 --epochs 1 --train_images 2000   # a smoke run
-    # on a GPU: a CIFAR-stem ResNet-18, longer, report in its own folder
+    # on a GPU: a CIFAR-stem ResNet-18, longer, data and page in folders of their own
     python -m benchmarks.reproduce --device cuda --backbone resnet18 --precision bf16-mixed \
         --train_images 20000 --val_images 10000 --epochs 10 --workers 8 --root data/fmnist \
-        --out docs/data/gpu --docs docs/gpu
+        --out docs/data/gpu && python -m benchmarks.report --data docs/data/gpu --docs docs/gpu
 """
 
 from __future__ import annotations
@@ -236,7 +236,6 @@ def run_cached(store: dict, path: Path, key: str, fn, *a, **kw) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=DATA, help="raw results")
-    p.add_argument("--docs", type=Path, default=ROOT / "docs")
     p.add_argument("--batch_sizes", type=int, nargs="+", default=[32, 64, 128, 256])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=2)
@@ -253,100 +252,88 @@ def main() -> None:
     p.add_argument("--linear_epochs", type=int, default=30)
     p.add_argument("--variance_repeats", type=int, default=24)
     p.add_argument("--skip", nargs="*", default=[], help="experiments to leave out")
-    p.add_argument("--report_only", action="store_true")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "runs.json"
     store = load(path)
     started = time.time()
 
-    if not args.report_only:
-        ablation_batch = 128
-        if "batch" not in args.skip:
-            for b in args.batch_sizes:
-                for objective in OBJECTIVES:
-                    for seed in range(args.seeds):
-                        run_cached(
-                            store,
-                            path,
-                            f"batch/{objective}/{b}/{seed}",
-                            train_and_evaluate,
-                            objective,
-                            b,
-                            seed,
-                            args,
-                        )
-        run_cached(store, path, "baseline/pixels", pixel_baseline, args)
-        for seed in range(args.seeds):  # the same network, not trained: the floor to beat
-            run_cached(
-                store,
-                path,
-                f"baseline/random_init/{seed}",
-                train_and_evaluate,
-                "minc",
-                128,
-                seed,
-                args,
-                train=False,
-            )
-        if "variance" not in args.skip:
-            for b in args.batch_sizes:
-                for objective in ("minc", "spectral"):
+    ablation_batch = 128
+    if "batch" not in args.skip:
+        for b in args.batch_sizes:
+            for objective in OBJECTIVES:
+                for seed in range(args.seeds):
                     run_cached(
                         store,
                         path,
-                        f"variance/{objective}/{b}",
-                        gradient_variance,
+                        f"batch/{objective}/{b}/{seed}",
+                        train_and_evaluate,
                         objective,
                         b,
+                        seed,
                         args,
-                        args.variance_repeats,
                     )
-        if "spectrum" not in args.skip:
-            for triangular in (True, False):
+    run_cached(store, path, "baseline/pixels", pixel_baseline, args)
+    for seed in range(args.seeds):  # the same network, not trained: the floor to beat
+        run_cached(
+            store,
+            path,
+            f"baseline/random_init/{seed}",
+            train_and_evaluate,
+            "minc",
+            128,
+            seed,
+            args,
+            train=False,
+        )
+    if "variance" not in args.skip:
+        for b in args.batch_sizes:
+            for objective in ("minc", "spectral"):
                 run_cached(
                     store,
                     path,
-                    f"spectrum/triangular={triangular}",
-                    train_and_evaluate,
-                    "minc",
-                    ablation_batch,
-                    0,
+                    f"variance/{objective}/{b}",
+                    gradient_variance,
+                    objective,
+                    b,
                     args,
-                    trace_every=5,
-                    triangular=triangular,
+                    args.variance_repeats,
                 )
-        if "ablation" not in args.skip:
-            for name, overrides in ABLATIONS.items():
-                run_cached(
-                    store,
-                    path,
-                    f"ablation/{name}",
-                    train_and_evaluate,
-                    "minc",
-                    ablation_batch,
-                    0,
-                    args,
-                    **overrides,
-                )
-        store["budget"] = {
-            "seconds": time.time() - started + store.get("budget", {}).get("seconds", 0.0),
-            "args": recorded(args),
-            "machine": {"arch": platform.machine(), "threads": torch.get_num_threads()},
-        }
-        path.write_text(json.dumps(store))
-    from benchmarks.report import load_named, write_report
-
-    write_report(  # every result in --out, none from elsewhere (a GPU run has its own folder)
-        store,
-        args.docs,
-        load(args.out / "spectral_exact.json") or None,
-        load_named("recipe", args.out),
-        load_named("objectives", args.out),
-        load_named("lambda", args.out),
-        load_named("tuned", args.out),
-        load_named("multicrop", args.out),
-    )
+    if "spectrum" not in args.skip:
+        for triangular in (True, False):
+            run_cached(
+                store,
+                path,
+                f"spectrum/triangular={triangular}",
+                train_and_evaluate,
+                "minc",
+                ablation_batch,
+                0,
+                args,
+                trace_every=5,
+                triangular=triangular,
+            )
+    if "ablation" not in args.skip:
+        for name, overrides in ABLATIONS.items():
+            run_cached(
+                store,
+                path,
+                f"ablation/{name}",
+                train_and_evaluate,
+                "minc",
+                ablation_batch,
+                0,
+                args,
+                **overrides,
+            )
+    store["budget"] = {
+        "seconds": time.time() - started + store.get("budget", {}).get("seconds", 0.0),
+        "args": recorded(args),
+        "machine": {"arch": platform.machine(), "threads": torch.get_num_threads()},
+    }
+    path.write_text(json.dumps(store))
+    # a benchmark writes data; the report reads it (a GPU run keeps both in folders of its own)
+    print(f"wrote {path}; the page: python -m benchmarks.report --data {args.out} --docs DOCS")
 
 
 ABLATIONS: dict[str, dict[str, Any]] = {

@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from benchmarks.common import DATA, ROOT
+from benchmarks.common import DATA
 from minc_lightning.baselines import SpectralContrastiveLoss
 from minc_lightning.loss import MINCLoss
 from minc_lightning.schedule import REFERENCE_BATCH, scaled_rate
@@ -397,7 +397,6 @@ def main() -> None:
     p.add_argument("--evals", type=int, default=16, help="points on each J/J* curve")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--out", type=Path, default=DATA, help="raw results")
-    p.add_argument("--docs", type=Path, default=ROOT / "docs")
     p.add_argument("--quick", action="store_true", help="a smoke run: small graph and budget")
     args = p.parse_args()
     if args.quick:
@@ -413,10 +412,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "spectral_exact.json").write_text(json.dumps(result))
     print(f"{result['seconds'] / 60:.1f} minutes; wrote {args.out / 'spectral_exact.json'}")
-    from benchmarks.report import write_report
-
-    runs = args.out / "runs.json"
-    write_report(json.loads(runs.read_text()) if runs.is_file() else {}, args.docs, result)
+    print("the page: python -m benchmarks.report")
 
 
 if __name__ == "__main__":

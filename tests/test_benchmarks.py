@@ -444,19 +444,19 @@ def test_the_curve_scores_a_backbone_where_it_is(monkeypatch):
 
 
 def test_reproduce_records_no_path_of_the_machine(tmp_path):
-    """runs.json is committed: it keeps --out and --docs relative, never absolute paths."""
+    """runs.json is committed: it keeps --out relative and other folders by name, never absolute
+    paths.""
     import argparse
 
     from benchmarks import reproduce
 
     args = argparse.Namespace(
-        out=reproduce.ROOT / "docs" / "data", docs=tmp_path / "gpu_docs", seeds=3, root=None
+        out=reproduce.ROOT / "docs" / "data", root=tmp_path / "fmnist", seeds=3
     )
     assert reproduce.recorded(args) == {
         "out": "docs/data",
-        "docs": "gpu_docs",
+        "root": "fmnist",
         "seeds": "3",
-        "root": "None",
     }
 
 
