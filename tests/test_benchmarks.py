@@ -445,7 +445,7 @@ def test_the_curve_scores_a_backbone_where_it_is(monkeypatch):
 
 def test_reproduce_records_no_path_of_the_machine(tmp_path):
     """runs.json is committed: it keeps --out relative and other folders by name, never absolute
-    paths.""
+    paths."""
     import argparse
 
     from benchmarks import reproduce
