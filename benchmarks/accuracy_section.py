@@ -17,7 +17,7 @@ from benchmarks.claims import (
 )
 from benchmarks.objectives_at_budget import chosen_lrs
 from benchmarks.page import bullets, saved, table
-from benchmarks.rows import SHORT, Row, accuracy_rows, budget, cells, sweep_rows, values
+from benchmarks.rows import Row, accuracy_rows, budget, cells, values
 from benchmarks.verdicts import BYOL_MARGIN, CHANCE
 from minc_lightning.objectives import OBJECTIVES
 
@@ -100,60 +100,6 @@ def machine(budget: dict) -> str:
     if ran_on is None:  # recorded before reproduce.py kept the machine
         return "a CPU (its threads were not recorded)"
     return f"{ran_on['arch']} CPU ({ran_on['threads']} threads)"
-
-
-def real_setting(store: dict) -> str:
-    args = store.get("budget", {}).get("args", {})
-    if not args:
-        return ""
-    seconds = store["budget"].get("seconds", 0)
-    return (
-        f"`python -m benchmarks.reproduce --batch_sizes {args.get('batch_sizes', '?')} "
-        f"--seeds {args.get('seeds', '?')} --skip {args.get('skip', '[]')}` "
-        f"({seconds / 60:.0f} minutes on {machine(store['budget'])}): Fashion-MNIST, "
-        f"{args.get('train_images', '?')} training images (fixed random subset) and "
-        f"{args.get('val_images', '?')} validation images, backbone {args.get('backbone', '?')} "
-        f"(width {args.get('width', '?')}), {args.get('epochs', '?')} epochs, LARS with base lr "
-        f"{args.get('lr', '?')} × batch/256, the same augmentations and heads for every "
-        f"objective. Evaluation: kNN (k={args.get('knn_k', '?')}, T=0.1, cosine) and a linear "
-        f"classifier ({args.get('linear_epochs', '?')} epochs) on frozen features of the online "
-        "backbone in eval mode.\n"
-    )
-
-
-def batch_context(store: dict, verdicts: list[Verdict], docs: Path) -> dict | None:
-    rows = sweep_rows(store)
-    if not rows:
-        return None
-    floor = [r for k, r in store.items() if k.startswith("baseline/random_init")]
-    pixels = store.get("baseline/pixels")
-    base = []
-    if pixels:
-        base.append(
-            (
-                "raw pixels (784 values)",
-                f"{100 * pixels['knn']:.2f}",
-                f"{100 * pixels['linear']:.2f}",
-            )
-        )
-    if floor:
-        base.append(
-            (
-                f"the network, randomly initialised ({len(floor)} seeds)",
-                pm([r["knn"] for r in floor]),
-                pm([r["linear"] for r in floor]),
-            )
-        )
-    floor_mean = (
-        {m: float(np.mean([r[m] for r in floor])) for m in ("knn", "linear")} if floor else None
-    )
-    return {
-        "setting": real_setting(store),
-        "table": accuracy_table(rows, base, minutes=False),
-        "figure": saved(accuracy_figure(rows, pixels, floor_mean), docs, "accuracy_vs_batch.png"),
-        "verdicts": real_bullets(verdicts, SHORT),
-        "rules": RULES,
-    }
 
 
 BASELINE_NAMES = {

@@ -105,6 +105,16 @@ DIAGONAL = Claim(
     "tril(Λ) drives Λ towards an ordered diagonal",
     "tril(Λ) drives Λ towards a diagonal with ordered entries",
 )
+NOISE = Claim(
+    "noise",
+    "MINC's gradient is less noisy than SCL's, relative to its size",
+    "MINC's relative gradient noise is below SCL's at every batch size",
+)
+LAMBDA_ACTS = Claim(
+    "lambda_acts",
+    "Λ's term makes MINC differ from BYOL in the same network",
+    "MINC differs from BYOL in the same network",
+)
 RECIPE_MINUTES = 60
 RECIPE = Claim(
     "recipe",

@@ -17,7 +17,8 @@ import math
 
 import matplotlib.pyplot as plt
 
-from benchmarks.verdicts import HOLDS, claim_lambda_diagonal
+from benchmarks.claims import DIAGONAL, LAMBDA_ACTS, Verdict
+from benchmarks.verdicts import FAILS, HOLDS, UNSURE, claim_lambda_diagonal
 
 ONE_RUN_MARGIN = 0.01  # a point of top-1; seeds of one quickstart setting spread 0.2-0.3 points
 SHIPPED = {"mu": 1.0, "triangular": True, "alpha": 0.1, "use_predictor": True}
@@ -113,6 +114,37 @@ def decision(runs: list[dict]) -> str:
         + ", ".join(f"{n} {v}" for v, n in counts.items())
         + "."
     )
+
+
+EVIDENCE = "Fashion-MNIST, where Λ acts"
+
+
+def verdicts(result: dict) -> list[Verdict]:
+    """tril(Λ) orders Λ at some setting tried (holds), at none with a failed comparison (does
+    not hold); some MINC setting is better or worse than BYOL (holds), none (inconclusive: one
+    run each cannot show two methods equal)."""
+    runs = result.get("runs", [])
+    found = [(label(t), orders(t, f)) for t, f in pairs(runs)]
+    judged = [v for _, v in found if v != "n/a"]
+    if not judged:
+        return []
+    ordered = [name for name, v in found if v == HOLDS]
+    verdict = HOLDS if ordered else FAILS if FAILS in judged else UNSURE
+    numbers = f"tril(Λ) orders Λ at {len(ordered)} of {len(judged)} settings compared with full Λ"
+    out = [Verdict(DIAGONAL, EVIDENCE, verdict, numbers)]
+    byol = next((r for r in runs if r["objective"] == "byol"), None)
+    if byol is not None:
+        minc = [r for r in runs if r["objective"] == "minc" and not r["diverged"]]
+        told = {r_id: versus_byol(r, byol) for r_id, r in enumerate(minc)}
+        apart = [v for v in told.values() if v in ("better", "worse", "mixed")]
+        counts = ", ".join(f"{apart.count(v)} {v}" for v in ("better", "worse", "mixed"))
+        shipped = next(r for r in minc if SHIPPED.items() <= r.items())
+        numbers = (
+            f"one run each: {len(apart)} of {len(minc)} settings told apart from BYOL ({counts}); "
+            f"the shipped setting {versus_byol(shipped, byol)}"
+        )
+        out.append(Verdict(LAMBDA_ACTS, EVIDENCE, HOLDS if apart else UNSURE, numbers))
+    return out
 
 
 def context(result: dict, draw) -> dict | None:

@@ -1,0 +1,173 @@
+"""docs/results.md's comparison of estimators inside one network (``benchmarks/estimators.py``).
+
+Per estimator and batch, linear top-1 over the fresh seeds at the cell's tuned setting and at
+the setting carried from batch 64; verdicts by the rules of ``verdicts.py`` once every cell of a
+comparison has at least two seeds: MINC against SCL (at every batch; smallest against largest),
+MINC close to BYOL, and whether Λ's term makes MINC differ from BYOL (an equivalence test
+within ``BYOL_MARGIN``, the level shared among the batches).
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+from benchmarks import estimators as study
+from benchmarks.claims import BYOL, EVERY, LAMBDA_ACTS, SMALL_VS_LARGE, Verdict, pm
+from benchmarks.verdicts import (
+    ALPHA,
+    BYOL_MARGIN,
+    DIFFERENT,
+    EQUIVALENT,
+    FAILS,
+    HOLDS,
+    UNSURE,
+    Sample,
+    claim_close_to_byol,
+    claim_every_batch,
+    claim_small_vs_large,
+    corrected,
+    equivalence,
+    paired,
+)
+
+EVIDENCE = "Fashion-MNIST, estimators in one network"
+NAMES = {"minc": "MINC", "batch_moment": "batch moment", "byol": "BYOL", "scl": "SCL"}
+
+
+def settings(runs: list[dict]) -> dict[tuple[str, int], dict]:
+    """(estimator, batch) → its tuned setting, for the cells whose tuning has ended."""
+    out = {}
+    for estimator in study.ESTIMATORS:
+        for batch in sorted({r["batch_size"] for r in runs}):
+            todo, chosen = study.selection(runs, estimator, batch)
+            mine = [r for r in runs if (r["estimator"], r["batch_size"]) == (estimator, batch)]
+            if mine and not todo:
+                out[estimator, batch] = chosen
+    return out
+
+
+def scores(runs: list[dict], estimator: str, batch: int, chosen: dict) -> Sample:
+    """Linear top-1 of the reported (fresh-seed) runs at ``chosen``, with their seeds."""
+    mine = [
+        r
+        for r in runs
+        if (r["estimator"], r["batch_size"]) == (estimator, batch)
+        and r["seed"] != study.SELECTION_SEED
+        and all(r.get(k) == v for k, v in chosen.items())
+    ]
+    return Sample([r["linear"] for r in mine], [r["seed"] for r in mine])
+
+
+def grid(runs: list[dict], how: str) -> dict[str, dict[int, Sample]]:
+    """estimator → batch → scores, at each cell's own setting (``how="tuned"``) or at batch
+    64's (``"carried"``)."""
+    chosen = settings(runs)
+    out: dict[str, dict[int, Sample]] = {}
+    for (estimator, batch), setting in chosen.items():
+        source = setting if how == "tuned" else chosen.get((estimator, 64))
+        if source is not None:
+            out.setdefault(estimator, {})[batch] = scores(runs, estimator, batch, source)
+    return out
+
+
+def ready(*groups: dict[int, Sample]) -> bool:
+    """Every batch of every group has at least two seeds, and the groups share their batches."""
+    batches = [set(g) for g in groups]
+    return bool(batches[0]) and all(b == batches[0] for b in batches) and all(
+        len(s) >= 2 for g in groups for s in g.values()
+    )  # fmt: skip
+
+
+def differs(minc: dict[int, Sample], byol: dict[int, Sample]) -> tuple[str, list[str]]:
+    """Λ's term makes a difference: MINC and BYOL different beyond ``BYOL_MARGIN`` at some batch
+    (holds), equivalent within it at every batch (does not hold), else inconclusive."""
+    level = corrected(ALPHA, len(minc))
+    found, parts = [], []
+    for n in sorted(minc):
+        pairs = paired(minc[n], byol[n])
+        a, b = pairs if pairs else (minc[n], byol[n])
+        verdict, ci = equivalence(a, b, BYOL_MARGIN, paired=pairs is not None, alpha=level)
+        found.append(verdict)
+        parts.append(f"{n}: {100 * ci.value:+.2f} [{100 * ci.low:+.2f}, {100 * ci.high:+.2f}]")
+    if DIFFERENT in found:
+        return HOLDS, parts
+    return (FAILS if all(v == EQUIVALENT for v in found) else UNSURE), parts
+
+
+def verdicts(result: dict) -> list[Verdict]:
+    runs = result.get("runs", [])
+    tuned = grid(runs, "tuned")
+    minc, scl, byol = (tuned.get(k, {}) for k in ("minc", "scl", "byol"))
+    out = []
+    if ready(minc, scl):
+        verdict, per = claim_every_batch(minc, scl)
+        numbers = ", ".join(f"{n}: {r}" for n, r in per.items())
+        out.append(Verdict(EVERY, EVIDENCE, verdict, f"MINC vs SCL per batch: {numbers}"))
+        small, large = min(minc), max(scl)
+        numbers = f"MINC at {small} {pm(minc[small])}%; SCL at {large} {pm(scl[large])}%"
+        out.append(Verdict(SMALL_VS_LARGE, EVIDENCE, claim_small_vs_large(minc, scl), numbers))
+    if ready(minc, byol):
+        numbers = "; ".join(f"{n}: MINC {pm(minc[n])}, BYOL {pm(byol[n])}" for n in sorted(minc))
+        out.append(Verdict(BYOL, EVIDENCE, claim_close_to_byol(minc, byol), numbers))
+        verdict, parts = differs(minc, byol)
+        numbers = "MINC − BYOL, points [interval]: " + ", ".join(parts)
+        out.append(Verdict(LAMBDA_ACTS, EVIDENCE, verdict, numbers))
+    return out
+
+
+def context(result: dict, draw) -> dict | None:
+    runs = result.get("runs", [])
+    if not runs:
+        return None
+    tuned, carried = grid(runs, "tuned"), grid(runs, "carried")
+    batches = sorted({r["batch_size"] for r in runs})
+    header = ["estimator", "setting"] + [f"batch {b}" for b in batches]
+    rows = []
+    for estimator, name in NAMES.items():
+        for how, table in (("tuned per cell", tuned), ("carried from 64", carried)):
+            cells = [
+                pm(table[estimator][b]) + f" ({len(table[estimator][b])})"
+                if b in table.get(estimator, {}) and table[estimator][b]
+                else "not yet"
+                for b in batches
+            ]
+            rows.append([name, how, *cells])
+    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * len(batches)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    chosen = settings(runs)
+    tuned_text = "; ".join(
+        f"{NAMES[e]} at {b}: " + ", ".join(f"{k} {v:g}" for k, v in s.items())
+        for (e, b), s in sorted(chosen.items())
+    )
+    reported = sum(r["seed"] != study.SELECTION_SEED for r in runs)
+    cells = len(study.ESTIMATORS) * 3
+    progress = (
+        f"So far: {len(runs)} runs ({reported} reported), {len(chosen)} of {cells} cells tuned"
+        + (f" ({tuned_text})" if tuned_text else "")
+        + ". Linear top-1 (%), mean ± sd over the fresh seeds (their count in brackets):"
+    )
+    found = verdicts(result)
+    return {
+        "batches": ", ".join(map(str, batches)),
+        "progress": progress,
+        "table": "\n".join(lines),
+        "figure": draw(figure(tuned), "estimators.png") if tuned else "",
+        "verdicts": "\n".join(f"- {v.line()}" for v in found)
+        or f"- No verdict yet: {UNSURE} until every compared cell has two fresh seeds.",
+    }
+
+
+def figure(tuned: dict[str, dict[int, Sample]]) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for estimator, name in NAMES.items():
+        cells = {b: s for b, s in tuned.get(estimator, {}).items() if s}
+        if cells:
+            xs = sorted(cells)
+            means = [100 * sum(cells[b]) / len(cells[b]) for b in xs]
+            ax.plot(xs, means, marker="o", label=name)
+    ax.set(xscale="log", xlabel="batch size", ylabel="linear top-1 (%)")
+    ax.set_xticks(sorted({b for c in tuned.values() for b in c}))
+    ax.get_xaxis().set_major_formatter(plt.ScalarFormatter())
+    ax.set_title("Estimators in one network, each tuned per cell (mean over fresh seeds)")
+    ax.legend()
+    return fig

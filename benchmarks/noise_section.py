@@ -1,0 +1,126 @@
+"""docs/results.md's section on gradient noise relative to its size
+(``benchmarks/gradient_noise.py``), which replaces the total-variance verdict.
+
+Tables: the median relative noise E‖ĝ − ḡ‖²/‖ḡ‖² over seeds, per estimator, point of training
+and batch. Verdict (per kind of evidence): MINC's relative noise below SCL's at every batch,
+judged by the t rule on the log-ratios paired by (seed, point of training), the level shared
+among the batches; above it by that rule at any batch: does not hold.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import median
+
+import matplotlib.pyplot as plt
+
+from benchmarks.claims import NOISE, Verdict
+from benchmarks.verdicts import Sample, claim_every_batch
+
+EXACT, REAL = "exact objective, gradient noise", "Fashion-MNIST, gradient noise"
+NAMES = {"minc_tril": "MINC", "minc": "MINC", "batch_moment": "batch moment", "scl": "SCL"}
+
+
+def records(result: dict) -> dict[str, list[dict]]:
+    """Evidence → flat records of (estimator, batch, seed, fraction, relative)."""
+    real = [
+        {"estimator": r["estimator"], "batch": r["batch_size"], "seed": r["seed"]}
+        | {"fraction": round(p["fraction"], 2), "relative": p["relative"]}
+        for r in result.get("runs", [])
+        for p in r.get("noise", [])
+    ]
+    return {EXACT: result.get("exact", []), REAL: real}
+
+
+def quieter(found: list[dict], minc: str) -> dict[int, Sample]:
+    """batch → −log relative noise of ``minc`` (or SCL with ``minc="scl"``), keyed by (seed,
+    point), so that MINC "ahead" of SCL means less noisy."""
+    out: dict[int, tuple[list, list]] = {}
+    for r in found:
+        if r["estimator"] == minc and r["relative"] and r["relative"] > 0:
+            values, keys = out.setdefault(r["batch"], ([], []))
+            values.append(-math.log(r["relative"]))
+            keys.append((r["seed"], r["fraction"]))
+    return {b: Sample(v, k) for b, (v, k) in sorted(out.items())}
+
+
+def verdicts(result: dict) -> list[Verdict]:
+    out = []
+    for evidence, found in records(result).items():
+        minc_name = "minc_tril" if evidence == EXACT else "minc"
+        minc, scl = quieter(found, minc_name), quieter(found, "scl")
+        if not minc or set(minc) != set(scl) or any(len(s) < 2 for s in minc.values()):
+            continue
+        verdict, per = claim_every_batch(minc, scl)
+        ratios = ", ".join(f"{b}: {ratio(minc[b], scl[b]):.2f}×" for b in sorted(minc))
+        numbers = f"MINC's relative noise over SCL's, geometric mean per batch: {ratios}"
+        out.append(Verdict(NOISE, evidence, verdict, numbers))
+    return out
+
+
+def ratio(minc: Sample, scl: Sample) -> float:
+    """exp(mean log-ratio) of MINC's relative noise to SCL's (the Samples hold −log)."""
+    return math.exp((sum(scl) - sum(minc)) / len(minc)) if len(minc) == len(scl) else math.nan
+
+
+def middle(rows: list[dict], estimator: str, batch: int, fraction: float) -> float:
+    """The median relative noise of one cell over seeds (NaN where none was measured)."""
+    mine = [
+        r["relative"]
+        for r in rows
+        if (r["estimator"], r["batch"], r["fraction"]) == (estimator, batch, fraction)
+        and r["relative"] is not None
+    ]
+    return median(mine) if mine else math.nan
+
+
+def table(found: list[dict]) -> str:
+    batches = sorted({r["batch"] for r in found})
+    keys = sorted({(r["estimator"], r["fraction"]) for r in found}, key=lambda k: (k[0], k[1]))
+    lines = [
+        "| estimator | point of training | " + " | ".join(f"batch {b}" for b in batches) + " |",
+        "|---|---:|" + "---:|" * len(batches),
+    ]
+    for estimator, fraction in keys:
+        cells = [f"{middle(found, estimator, b, fraction):.3g}" for b in batches]
+        name = NAMES.get(estimator, estimator)
+        lines.append(f"| {name} | {fraction:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def context(result: dict, draw) -> dict | None:
+    found = {k: v for k, v in records(result).items() if v}
+    if not found:
+        return None
+    tables = "\n\n".join(f"{evidence}:\n\n{table(rows)}" for evidence, rows in found.items())
+    lines = [f"- {v.line()}" for v in verdicts(result)]
+    rule = (
+        "Rule: per batch, the t interval of the log-ratio of MINC's relative noise to SCL's, "
+        "paired by seed and point of training, at 5% shared among the batches: below 0 at "
+        "every batch holds, above 0 at any does not hold."
+    )
+    return {
+        "real_batches": "16",
+        "table": tables,
+        "figure": draw(figure(found), "gradient_noise.png"),
+        "verdicts": "\n".join(lines + [rule]),
+    }
+
+
+def figure(found: dict[str, list[dict]]) -> plt.Figure:
+    """Median relative noise along training, one panel per evidence and batch."""
+    batches = sorted({r["batch"] for rows in found.values() for r in rows})
+    fig, axes = plt.subplots(
+        len(found), len(batches), figsize=(3.3 * len(batches), 3 * len(found)), squeeze=False
+    )
+    for row, (evidence, rows) in zip(axes, found.items(), strict=True):
+        for ax, b in zip(row, batches, strict=True):
+            for estimator in sorted({r["estimator"] for r in rows}):
+                points = sorted({r["fraction"] for r in rows if r["estimator"] == estimator})
+                ys = [middle(rows, estimator, b, f) for f in points]
+                ax.plot(points, ys, marker="o", label=NAMES.get(estimator, estimator))
+            ax.set(yscale="log", title=f"{evidence.split(',')[0]}, batch {b}")
+            ax.set_xlabel("fraction of training")
+        row[0].set_ylabel("E‖ĝ − ḡ‖² / ‖ḡ‖²")
+    axes[0, 0].legend(fontsize=8)
+    return fig
