@@ -67,7 +67,7 @@ def verdicts(result: dict, exact: dict) -> list[Verdict]:
 
 
 def context(result: dict, exact: dict, alphas: tuple[float, ...]) -> dict | None:
-    found = cells(result, exact)
+    found = cells(result, exact) if exact.get("runs") else []  # nothing carried to set beside
     if not found:
         return None
     lines = [

@@ -560,9 +560,7 @@ def test_tuned_comparison_leaves_the_selection_seed_out_of_every_verdict(tmp_pat
                         wall_seconds=120.0,
                     )
                 )
-    report.write_report(
-        {}, tmp_path, recipes={}, comparisons={}, lambdas={}, tuned={"toy": comparison}
-    )
+    report.write_report({}, tmp_path, **HERMETIC | {"tuned": {"toy": comparison}})
     page = (tmp_path / "results.md").read_text()
     evidence = "Fashion-MNIST, `toy.yaml` budget, lr per objective"
     assert f"| MINC beats SCL at every batch size | {evidence} | **holds** |" in page

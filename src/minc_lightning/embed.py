@@ -179,21 +179,8 @@ def embed(
     )
     target = writable(out, ckpt)
     checkpoint = load_checkpoint(ckpt, flag="--ckpt")
-    saved = dict(checkpoint.get("datamodule_hyper_parameters", {}))
-    if not saved and data.dataset is None:
-        raise BadCheckpoint(
-            f"{ckpt} has no data configuration (a module trained in Python): name the images "
-            "with --data.dataset and --data.root"
-        )
     net = load_backbone(ckpt, network, output, flag="--ckpt", checkpoint=checkpoint)
-    dm = MINCDataModule(**data_settings(saved, data, num_workers))
-    if dm.root is not None and target_inside(target, dm.root):
-        raise BadInput(
-            f"minc-lightning-embed: --out {out} lies inside the images' folder {dm.root}"
-        )
-    dataset = dm.build(split, dm.eval_transform)
-    if dataset is None:
-        raise BadInput(f"{dm.dataset} at {dm.root} has no {split} split: try --split train")
+    dm, dataset = images(ckpt, checkpoint, data, split, num_workers, target)
     rows = Rows(dataset, data.on_corrupt, (3, dm.image_size, dm.image_size))
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     where = torch.device(auto if device == "auto" else device)
@@ -210,6 +197,28 @@ def embed(
         f"network of {ckpt}, {dm.dataset} {split} split, to {target}"
     )
     return target
+
+
+def images(
+    ckpt: str, checkpoint: dict, data: Data, split: str, num_workers: int, target: Path
+) -> tuple[MINCDataModule, Any]:
+    """The data module (the checkpoint's data settings, overridden by ``data``) and the split's
+    images under its eval transform; refused when ``target`` would land among them."""
+    saved = dict(checkpoint.get("datamodule_hyper_parameters", {}))
+    if not saved and data.dataset is None:
+        raise BadCheckpoint(
+            f"{ckpt} has no data configuration (a module trained in Python): name the images "
+            "with --data.dataset and --data.root"
+        )
+    dm = MINCDataModule(**data_settings(saved, data, num_workers))
+    if dm.root is not None and target_inside(target, dm.root):
+        raise BadInput(
+            f"minc-lightning-embed: --out {target} lies inside the images' folder {dm.root}"
+        )
+    dataset = dm.build(split, dm.eval_transform)
+    if dataset is None:
+        raise BadInput(f"{dm.dataset} at {dm.root} has no {split} split: try --split train")
+    return dm, dataset
 
 
 def writable(out: str, ckpt: str) -> Path:

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,78 +65,105 @@ def prepare(
         raise BadInput(f"minc-lightning-prepare: dataset {dataset!r} needs --root")
     source = Source(root, download, "raise", **(columns or {}))
     with locked(out):
-        manifest_path = out / MANIFEST
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-        if manifest and manifest.get("format") != FORMAT:
-            raise BadInput(
-                f"{out} holds shards in format {manifest.get('format')!r} of an earlier version; "
-                f"this version writes format {FORMAT}: choose another --out or delete {out}"
-            )
-        if manifest and manifest.get("dataset") != dataset:
-            raise BadInput(
-                f"{out} holds shards of {manifest.get('dataset')!r}, not {dataset!r}: choose "
-                "another --out"
-            )
-        fresh = {"format": FORMAT, "dataset": dataset, "source": str(root), "splits": {}}
-        manifest = fresh | manifest
+        job = Job(litdata, dataset, out, opened_manifest(out, dataset, root), on_corrupt)
         for split in splits:
             data = entry.read(source, split, None)
             if data is None:
                 print(f"{dataset} has no {split} split: nothing to write", flush=True)
                 continue
-            # the training split in the seeded order train_subset takes its subset from: each
-            # chunk a random sample, so a chunk-local order still mixes the classes
-            positions = written_order(len(data), train_subset) if split == "train" else None
-            count = len(positions) if positions is not None else len(data)
-            if classes := getattr(data, "classes", None):
-                manifest.setdefault("classes", list(classes))
-            order = "subset" if count < len(data) else "permutation"
-            order = order if split == "train" else "source"
-            done = manifest["splits"].get(split)
-            wanted = train_subset if split == "train" else None
-            if done and done["count"] == count and done.get("train_subset") == wanted:
-                print(f"{out / split}: {count} records already prepared", flush=True)
-                continue
-            mode = None  # continue from litdata's checkpoints, if an earlier run left them
-            if (out / split / "index.json").is_file():  # finished, but not yet in the manifest
-                try:
-                    skipped = check_written(out / split, count, on_corrupt == "skip")
-                except RuntimeError as err:
-                    print(f"{err}: writing the split anew", flush=True)
-                    mode = "overwrite"
-                else:
-                    record(manifest, manifest_path, split, count, wanted, skipped, order)
-                    continue
-            # litdata continues an interrupted split only with the writers it started with
-            writers_file = out / f".{split}.writers.json"
-            writers = num_workers or min(8, os.cpu_count() or 1)
-            if mode is None and writers_file.is_file():
-                before = json.loads(writers_file.read_text())["num_workers"]
-                if before != writers:
-                    print(f"continuing {split} with the {before} writers it was started with")
-                writers = before
-            write_json(writers_file, {"num_workers": writers})
-            written = None if positions is None else tuple(positions.tolist())
-            print(f"writing {count} {split} images of {dataset} to {out / split}", flush=True)
-            write(
-                litdata,
-                fn=Encoder(data, on_corrupt, written),
-                inputs=list(range(count)),
-                output_dir=str(out / split),
-                chunk_bytes=chunk_bytes,
-                num_workers=writers,
-                use_checkpoint=True,  # an interrupted split continues where it stopped
-                keep_data_ordered=True,  # record p is position p
-                reorder_files=False,
-                mode=mode,
-                # the writers read files and encode PNGs, no CUDA: fork starts them in a fraction
-                # of spawn's time (which re-imports torch in each)
-                start_method="fork" if sys.platform == "linux" else None,
-                verbose=verbose,
-            )
-            skipped = check_written(out / split, count, on_corrupt == "skip")
-            record(manifest, manifest_path, split, count, wanted, skipped, order)
-        return manifest
+            options = {"num_workers": num_workers, "chunk_bytes": chunk_bytes, "verbose": verbose}
+            job.split(split, data, train_subset if split == "train" else None, options)
+        return job.manifest
+
+
+def opened_manifest(out: Path, dataset: str, root: Path | None) -> dict[str, Any]:
+    """``out``'s manifest (a fresh one where there is none), refused if it belongs to another
+    format or dataset."""
+    path = out / MANIFEST
+    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    if manifest and manifest.get("format") != FORMAT:
+        raise BadInput(
+            f"{out} holds shards in format {manifest.get('format')!r} of an earlier version; "
+            f"this version writes format {FORMAT}: choose another --out or delete {out}"
+        )
+    if manifest and manifest.get("dataset") != dataset:
+        raise BadInput(
+            f"{out} holds shards of {manifest.get('dataset')!r}, not {dataset!r}: choose "
+            "another --out"
+        )
+    return {"format": FORMAT, "dataset": dataset, "source": str(root), "splits": {}} | manifest
+
+
+@dataclass
+class Job:
+    """One ``prepare`` call's fixed parts, and the manifest it keeps up to date."""
+
+    litdata: Any
+    dataset: str
+    out: Path
+    manifest: dict[str, Any]
+    on_corrupt: Literal["raise", "skip"]
+
+    def split(self, split: str, data: Any, wanted: int | None, options: dict[str, Any]) -> None:
+        """Write one split, unless the manifest or a finished earlier run already holds it.
+        The training split goes in the seeded order train_subset takes its subset from: each
+        chunk a random sample, so a chunk-local order still mixes the classes."""
+        positions = written_order(len(data), wanted) if split == "train" else None
+        count = len(positions) if positions is not None else len(data)
+        if classes := getattr(data, "classes", None):
+            self.manifest.setdefault("classes", list(classes))
+        order = ("subset" if count < len(data) else "permutation") if split == "train" else "source"
+        done = self.manifest["splits"].get(split)
+        folder = self.out / split
+        if done and done["count"] == count and done.get("train_subset") == wanted:
+            print(f"{folder}: {count} records already prepared", flush=True)
+            return
+        mode = None  # continue from litdata's checkpoints, if an earlier run left them
+        if (folder / "index.json").is_file():  # finished, but not yet in the manifest
+            try:
+                skipped = check_written(folder, count, self.on_corrupt == "skip")
+            except RuntimeError as err:
+                print(f"{err}: writing the split anew", flush=True)
+                mode = "overwrite"
+            else:
+                return self.record(split, count, wanted, skipped, order)
+        writers = self.writers(split, options["num_workers"], mode)
+        written = None if positions is None else tuple(positions.tolist())
+        print(f"writing {count} {split} images of {self.dataset} to {folder}", flush=True)
+        write(
+            self.litdata,
+            fn=Encoder(data, self.on_corrupt, written),
+            inputs=list(range(count)),
+            output_dir=str(folder),
+            chunk_bytes=options["chunk_bytes"],
+            num_workers=writers,
+            use_checkpoint=True,  # an interrupted split continues where it stopped
+            keep_data_ordered=True,  # record p is position p
+            reorder_files=False,
+            mode=mode,
+            # the writers read files and encode PNGs, no CUDA: fork starts them in a fraction
+            # of spawn's time (which re-imports torch in each)
+            start_method="fork" if sys.platform == "linux" else None,
+            verbose=options["verbose"],
+        )
+        skipped = check_written(folder, count, self.on_corrupt == "skip")
+        self.record(split, count, wanted, skipped, order)
+
+    def writers(self, split: str, asked: int | None, mode: str | None) -> int:
+        """How many writers: litdata continues an interrupted split only with the writers it
+        started with, so a continued split keeps them (and says so)."""
+        path = self.out / f".{split}.writers.json"
+        writers = asked or min(8, os.cpu_count() or 1)
+        if mode is None and path.is_file():
+            before = json.loads(path.read_text())["num_workers"]
+            if before != writers:
+                print(f"continuing {split} with the {before} writers it was started with")
+            writers = before
+        write_json(path, {"num_workers": writers})
+        return writers
+
+    def record(self, split: str, count: int, wanted: int | None, skipped: list, order: str) -> None:
+        record(self.manifest, self.out / MANIFEST, split, count, wanted, skipped, order)
 
 
 def write(litdata: Any, **options: Any) -> None:
@@ -293,13 +321,13 @@ def check_written(folder: Path, count: int, scan: bool) -> list[dict[str, Any]]:
     ]
 
 
-@reports_user_errors("minc-lightning-prepare")
-def main(argv: list[str] | None = None) -> None:
-    names = [n for n in DATASETS if n != "streaming"]
+def parser() -> argparse.ArgumentParser:
+    """``minc-lightning-prepare``'s options."""
     p = argparse.ArgumentParser(
         prog="minc-lightning-prepare",
         description="Write a dataset as litdata shards for data.dataset=streaming.",
     )
+    names = [n for n in DATASETS if n != "streaming"]
     p.add_argument("--dataset", required=True, choices=names, help="a key of DATASETS")
     p.add_argument("--root", type=Path, help="where the source dataset lives (data.root)")
     p.add_argument("--out", type=Path, required=True, help="the folder to write the shards to")
@@ -323,6 +351,12 @@ def main(argv: list[str] | None = None) -> None:
     hf.add_argument("--label_column", default="label", help="data.label_column ('none': no labels)")
     hf.add_argument("--train_split", default="train", help="data.train_split")
     hf.add_argument("--val_split", default="validation", help="data.val_split")
+    return p
+
+
+@reports_user_errors("minc-lightning-prepare")
+def main(argv: list[str] | None = None) -> None:
+    p = parser()
     a = p.parse_args(argv)
     columns = {
         "image_column": a.image_column,
@@ -332,18 +366,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     if a.train_subset is not None and a.train_subset < 1:
         p.error(f"--train_subset must be an integer >= 1, got {a.train_subset}")
-    prepare(
-        a.dataset,
-        a.out,
-        a.root,
-        tuple(a.splits),
-        a.train_subset,
-        a.on_corrupt,
-        a.num_workers,
-        a.chunk_bytes,
-        a.download,
-        columns=columns,
-    )
+    splits, options = tuple(a.splits), (a.train_subset, a.on_corrupt, a.num_workers)
+    prepare(a.dataset, a.out, a.root, splits, *options, a.chunk_bytes, a.download, columns=columns)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,35 @@ class DeviceViews(NamedTuple):
     local: Tensor
 
 
+def steps_of(view: Any) -> dict[str, Any]:
+    """The steps of a lightly view transform that the device path does, by kind; a step that
+    never happens (p = 0) is passed over, any other step is refused, by name."""
+    found: dict[str, Any] = {}
+    kinds = (
+        (T.RandomResizedCrop, "crop", lambda step: step),
+        (T.RandomHorizontalFlip, "flip", lambda step: step.p),
+        (T.RandomGrayscale, "gray", lambda step: step.p),
+        (GaussianBlur, "blur", lambda step: step),
+        (RandomSolarization, "solarize", lambda step: step),
+    )
+    for step in getattr(view, "transform", view).transforms:
+        kind = next(((name, value) for cls, name, value in kinds if isinstance(step, cls)), None)
+        if kind is not None:
+            found[kind[0]] = kind[1](step)
+        elif isinstance(step, T.RandomApply) and isinstance(step.transforms[0], T.ColorJitter):
+            found["jitter"] = step
+        elif isinstance(step, T.RandomVerticalFlip) and step.p == 0:
+            continue
+        elif isinstance(step, RandomRotate) and step.prob == 0:
+            continue
+        elif not isinstance(step, (LightlyToTensor, T.PILToTensor, T.Normalize)):
+            raise BadInput(
+                f"augment_on='device' does not do the step {step!r} of {type(view).__name__}; "
+                "use augment_on='loader' for this augmentation"
+            )
+    return found
+
+
 @dataclass(frozen=True)
 class ViewRecipe:
     """One view's augmentation: the values of lightly's view transform, read from its steps."""
@@ -80,30 +109,7 @@ class ViewRecipe:
     def of(cls, view: Any) -> ViewRecipe:
         """The recipe of a lightly view transform (e.g. ``BYOLView1Transform``) or of its
         torchvision ``Compose``. Steps the device path does not do are refused, by name."""
-        steps = getattr(view, "transform", view).transforms
-        found: dict[str, Any] = {}
-        for step in steps:
-            if isinstance(step, T.RandomResizedCrop):
-                found["crop"] = step
-            elif isinstance(step, T.RandomHorizontalFlip):
-                found["flip"] = step.p
-            elif isinstance(step, T.RandomApply) and isinstance(step.transforms[0], T.ColorJitter):
-                found["jitter"] = step
-            elif isinstance(step, T.RandomGrayscale):
-                found["gray"] = step.p
-            elif isinstance(step, GaussianBlur):
-                found["blur"] = step
-            elif isinstance(step, RandomSolarization):
-                found["solarize"] = step
-            elif isinstance(step, T.RandomVerticalFlip) and step.p == 0:
-                continue
-            elif isinstance(step, RandomRotate) and step.prob == 0:
-                continue
-            elif not isinstance(step, (LightlyToTensor, T.PILToTensor, T.Normalize)):
-                raise BadInput(
-                    f"augment_on='device' does not do the step {step!r} of {type(view).__name__}; "
-                    "use augment_on='loader' for this augmentation"
-                )
+        found = steps_of(view)
         if "crop" not in found:
             raise BadInput(f"{type(view).__name__} has no RandomResizedCrop to read")
         # a step the view does not have is one that never happens

@@ -113,6 +113,23 @@ def named_for(relative: Path, split: str) -> bool:
     return split in words
 
 
+def image_kind(datasets: Any, table: Any, name: str, column: str) -> tuple[Any, str]:
+    """The table with its image column as stored and how it stores images: "image" (a
+    ``datasets.Image``, left undecoded here so that on_corrupt applies when it is), "bytes" or
+    "path"; any other column is refused, by name."""
+    feature = table.features[column]
+    if isinstance(feature, datasets.Image):
+        return table.cast_column(column, datasets.Image(decode=False)), "image"
+    if getattr(feature, "dtype", None) in ("binary", "large_binary"):
+        return table, "bytes"
+    if getattr(feature, "dtype", None) in ("string", "large_string"):
+        return table, "path"
+    raise BadInput(
+        f"{name}: column {column!r} holds {feature}, not images (datasets.Image, "
+        "bytes or file paths); name the image column with data.image_column"
+    )
+
+
 class HFImages(Dataset):
     """One split of a Hugging Face dataset as (image, label) pairs, through ``transform``.
 
@@ -151,19 +168,7 @@ class HFImages(Dataset):
                 )
         if len(table) == 0:
             raise BadInput(f"{name} is empty: a split needs at least one image")
-        feature = table.features[image_column]
-        if isinstance(feature, datasets.Image):  # decoded here, where on_corrupt applies
-            table = table.cast_column(image_column, datasets.Image(decode=False))
-            self.kind = "image"
-        elif getattr(feature, "dtype", None) in ("binary", "large_binary"):
-            self.kind = "bytes"
-        elif getattr(feature, "dtype", None) in ("string", "large_string"):
-            self.kind = "path"
-        else:
-            raise BadInput(
-                f"{name}: column {image_column!r} holds {feature}, not images (datasets.Image, "
-                "bytes or file paths); name the image column with data.image_column"
-            )
+        table, self.kind = image_kind(datasets, table, name, image_column)
         self.classes: list[str] | None = None
         if label_column is not None:
             labels = table.features[label_column]
