@@ -12,8 +12,6 @@ from dataset_files import write_fashion_mnist
 import minc_lightning
 from minc_lightning.cli import run_cli
 
-BEFORE = Path(__file__).parent / "data" / "before_layout"  # written by the flat package
-
 
 def test_a_config_names_a_callback_by_its_short_path(tmp_path):
     """What the README and architecture.md write: minc_lightning.callbacks.<Name>."""
