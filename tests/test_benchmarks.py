@@ -1088,3 +1088,20 @@ def test_the_noise_verdict_pairs_seeds_and_points():
     quiet = noise_section.verdicts({"exact": exact(0.5)})[0]
     assert quiet.verdict == "holds" and "0.50×" in quiet.numbers
     assert noise_section.verdicts({"exact": exact(2.0)})[0].verdict == "does not hold"
+
+
+def test_the_carried_alpha_is_judged_only_once_every_cell_has_run():
+    from benchmarks import exact_alpha_section as section
+
+    def runs(objective, batch, base, alpha):
+        fixed = dict(objective=objective, batch=batch, base_lr=8, alpha=0.05, diverged_at=None)
+        return [fixed | dict(seed=s, alpha_per_256=alpha, final=base + 0.001 * s) for s in range(3)]
+
+    exact = {"config": {"batches": [8]}, "alpha_per_256": {"minc_tril": 0.3}, "runs": []}
+    exact["runs"] = runs("minc_tril", 8, 0.90, 0.3) + runs("minc_full", 8, 0.90, 0.3)
+    tuned = {"runs": runs("minc_tril", 8, 0.90, 0.5)}  # one of the two cells
+    assert section.verdicts(tuned, exact)[0].verdict == "inconclusive"
+    tuned["runs"] += runs("minc_full", 8, 0.90, 0.5)
+    assert section.verdicts(tuned, exact)[0].verdict == "holds"
+    tuned["runs"][-3:] = runs("minc_full", 8, 0.95, 0.5)  # tuned well ahead at one cell
+    assert section.verdicts(tuned, exact)[0].verdict == "does not hold"
