@@ -111,34 +111,37 @@ class MINCLightningCLI(LightningCLI):
             super().instantiate_classes()
 
     def before_instantiate_classes(self) -> None:
+        """The config's preparation, one named step per job: a sweep run's own folder, the
+        run's identity, plain progress lines for a log file, the checkpoint to resume (checked
+        against the identity) and W&B's mode and run id."""
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
         trainer = config.get("trainer", {})
-        if self.subcommand == "fit" and (sweep_run := os.environ.get("WANDB_SWEEP_ID")):
-            # every run of a sweep in its own folder: a restarted run finds only its own state
-            run_id = os.environ.get("WANDB_RUN_ID") or sweep_run
-            trainer["default_root_dir"] = str(Path(trainer.get("default_root_dir") or ".") / run_id)
-            rank_zero_info(
-                f"minc-lightning: W&B sweep run {run_id} in {trainer['default_root_dir']}"
-            )
-        self.identity = run_identity(config) if self.subcommand == "fit" else None
+        fit = self.subcommand == "fit"
+        if fit:
+            place_sweep_run(trainer)
+        self.identity = run_identity(config) if fit else None
         if trainer.get("enable_progress_bar") is not False and not sys.stdout.isatty():
             # a log file, not a terminal: plain lines instead of carriage-return bar updates
             callbacks = self.trainer_defaults["callbacks"]
             self.trainer_defaults["callbacks"] = [*callbacks, LineProgress()]
-        resumed: dict = {}
-        if self.subcommand == "fit":
-            dirpath = (config.get("checkpoint") or {}).get("dirpath")
-            folder = checkpoint_folder(dirpath, trainer.get("default_root_dir"))
-            requested = getattr(self, "requested_ckpt", None) or config.get("ckpt_path")
-            config["ckpt_path"] = self.resolve_ckpt_path(requested, folder, self.identity)
-            # read once, now: a damaged checkpoint is named before anything starts
-            resumed = load_checkpoint(config["ckpt_path"]) if config["ckpt_path"] else {}
-            if config["ckpt_path"] and self.identity is not None and resumed.get(RUN_KEY):
-                changed = identity_differences(resumed[RUN_KEY], self.identity)
-                changed = [d for d in changed if not d.startswith("wandb.run_id:")]
-                if changed:  # the same refusal as `last` gives for this run's folder
-                    raise resume_refused(config["ckpt_path"], changed)
+        resumed = self.checkpoint_to_resume(config, trainer) if fit else {}
         configure_wandb(config, resumed.get(WANDB_ID_KEY))
+
+    def checkpoint_to_resume(self, config: Any, trainer: dict) -> dict:
+        """Sets ``ckpt_path`` to the checkpoint this fit resumes (``last`` resolved) and returns
+        it, read once now so that a damaged file is named before anything starts; one written
+        with settings a resume cannot change is refused."""
+        dirpath = (config.get("checkpoint") or {}).get("dirpath")
+        folder = checkpoint_folder(dirpath, trainer.get("default_root_dir"))
+        requested = getattr(self, "requested_ckpt", None) or config.get("ckpt_path")
+        config["ckpt_path"] = self.resolve_ckpt_path(requested, folder, self.identity)
+        resumed = load_checkpoint(config["ckpt_path"]) if config["ckpt_path"] else {}
+        if config["ckpt_path"] and self.identity is not None and resumed.get(RUN_KEY):
+            changed = identity_differences(resumed[RUN_KEY], self.identity)
+            changed = [d for d in changed if not d.startswith("wandb.run_id:")]
+            if changed:  # the same refusal as `last` gives for this run's folder
+                raise resume_refused(config["ckpt_path"], changed)
+        return resumed
 
     @staticmethod
     def resolve_ckpt_path(
@@ -209,6 +212,15 @@ LINKED = {
     "model.num_classes": "data.num_classes",
     "model.local_views": "data.local_views",  # multi-crop's views
 }
+
+
+def place_sweep_run(trainer: dict) -> None:
+    """Every run of a W&B sweep in its own folder under the configured one, so that a restarted
+    run finds only its own state."""
+    if sweep_run := os.environ.get("WANDB_SWEEP_ID"):
+        run_id = os.environ.get("WANDB_RUN_ID") or sweep_run
+        trainer["default_root_dir"] = str(Path(trainer.get("default_root_dir") or ".") / run_id)
+        rank_zero_info(f"minc-lightning: W&B sweep run {run_id} in {trainer['default_root_dir']}")
 
 
 def refuse_linked_settings(args: Any) -> None:
