@@ -28,7 +28,7 @@ LIFE = [  # a run's life
     ("start", "cli.py", "config, run identity,\n--ckpt_path last /\nlast_if_present"),
     (
         "resume checks",
-        "checkpoint_io.py",
+        "checkpoint_files.py",
         "identity, weights, batch\n(ResumeRecord);\ndata/module.py: stream",
     ),
     ("checkpoints", "callbacks/checkpoint.py", "last.ckpt at epoch ends,\nevery N steps, atomic"),
@@ -46,7 +46,7 @@ GROUPS = [  # (folder, what it holds, colour)
         "presets, formats, images,\nviews, augment, sampling,\nbatch, shards, module",
         "#eaf6e6",
     ),
-    ("callbacks/", "checkpoint, knn,\nlambda_pictures, progress,\nspeed, summary", "#fdf1e0"),
+    ("callbacks/", "checkpoint, knn,\nlambda_pictures, progress,\nfast_paths, save_config, summary", "#fdf1e0"),
     (
         "commands",
         "cli (fit), evaluate (+ scoring),\nexport, embed, prepare,\nloading; wandb_setup",
@@ -54,7 +54,7 @@ GROUPS = [  # (folder, what it holds, colour)
     ),
     (
         "plumbing (not API)",
-        "arguments, checkpoint_io,\n_distributed, _cli_build",
+        "validation, checkpoint_files,\n_distributed, cli_context",
         "#eeeeee",
     ),
 ]

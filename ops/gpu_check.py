@@ -46,7 +46,7 @@ from benchmarks.loss_cost import measure
 from benchmarks.step_time import FixedBatches, StepTimer
 from minc_lightning.backbones import ConvNet, ResNet
 from minc_lightning.baselines import SpectralContrastiveLoss
-from minc_lightning.callbacks.speed import FastPaths
+from minc_lightning.callbacks.fast_paths import FastPaths
 from minc_lightning.loss import MINCLoss
 from minc_lightning.module import MINCModule, make_optimizer
 

@@ -14,7 +14,7 @@ from dataset_files import write_fashion_mnist
 from test_cli import quick_args
 
 from minc_lightning import cli, evaluate, export, loading
-from minc_lightning.checkpoint_io import atomic_save, load_checkpoint
+from minc_lightning.checkpoint_files import atomic_save, load_checkpoint
 from minc_lightning.errors import DEBUG, USER_ERROR_EXIT, NoSpace, UserError
 
 pytestmark = pytest.mark.usefixtures("offline_wandb")

@@ -5,7 +5,7 @@ import torch
 from helpers import loaders, tiny_module, trainer
 from lightning.pytorch import Callback
 
-from minc_lightning.callbacks.speed import FastPaths
+from minc_lightning.callbacks.fast_paths import FastPaths
 
 
 class Record(Callback):

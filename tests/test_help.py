@@ -16,16 +16,24 @@ from lightning.pytorch import Callback
 
 import minc_lightning
 from minc_lightning import backbones
-from minc_lightning.callbacks import checkpoint, knn, lambda_pictures, progress, rankme, speed
+from minc_lightning.callbacks import (
+    checkpoint,
+    fast_paths,
+    knn,
+    lambda_pictures,
+    progress,
+    rankme,
+)
 from minc_lightning.data import MINCDataModule
 from minc_lightning.module import MINCModule
 
 
 def configurable() -> list[type]:
-    """The modules, the backbones and every callback the package defines."""
+    """The modules, the backbones and every callback a config can add (the CLI's own config
+    saver, ``callbacks.save_config``, is not one)."""
     callbacks = {
         obj
-        for module in (checkpoint, knn, lambda_pictures, progress, rankme, speed)
+        for module in (checkpoint, knn, lambda_pictures, progress, rankme, fast_paths)
         for _, obj in inspect.getmembers(module, inspect.isclass)
         if issubclass(obj, Callback) and obj.__module__.startswith(minc_lightning.__name__)
     }

@@ -289,9 +289,9 @@ def test_batch_size_is_given_not_guessed():
 
 
 def test_built_by_cli_tells_a_config_from_an_object(tmp_path, monkeypatch):
-    """minc_lightning._cli_build.built_by_cli: a backbone built from a config is saved as its
+    """minc_lightning.cli_context.built_by_cli: a backbone built from a config is saved as its
     config (so evaluation can rebuild it), a Python object is not saved."""
-    from minc_lightning._cli_build import built_by_cli
+    from minc_lightning.cli_context import built_by_cli
 
     assert not built_by_cli()
     assert "backbone" not in tiny_module().hparams

@@ -287,7 +287,7 @@ def test_processes_under_ddp_draw_different_local_crops(tmp_path):
 def test_the_local_predictor_without_local_views_does_not_make_another_run():
     """A two-view run's checkpoint is the same run whatever local_predictor says, since no local
     predictor exists; with local views it is another run."""
-    from minc_lightning.checkpoint_io import identity_differences
+    from minc_lightning.checkpoint_files import identity_differences
 
     for predictor in ("separate", "shared"):
         ours = {"model.alpha": 0.1, "model.local_views": 0, "model.local_predictor": predictor}

@@ -11,7 +11,7 @@ from dataset_files import write_fashion_mnist
 from lightning.pytorch import Callback
 from test_cli import quick_args
 
-from minc_lightning.checkpoint_io import find_last
+from minc_lightning.checkpoint_files import find_last
 from minc_lightning.cli import run_cli
 from minc_lightning.errors import ResumeRefused
 

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import torch
 
-from minc_lightning.checkpoint_io import atomic_save, find_last, load_checkpoint
+from minc_lightning.checkpoint_files import atomic_save, find_last, load_checkpoint
 from minc_lightning.export import export
 
 KILL_DURING_WRITE = textwrap.dedent(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import torch
 import torchvision
 from torch import Tensor, nn
 
-from minc_lightning.errors import MissingExtra
+from minc_lightning.errors import BadInput, MissingExtra
 
 ResNetName = Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 
@@ -99,3 +100,27 @@ class Timm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+
+def infer_feature_dim(backbone: nn.Module) -> int:
+    """The width F of ``backbone``'s (B, F) output: its ``num_features`` attribute, or a probe
+    forward pass on a small RGB image."""
+    if isinstance(getattr(backbone, "num_features", None), int):
+        return backbone.num_features
+    was_training = backbone.training
+    try:
+        with torch.no_grad():
+            out = backbone.eval()(torch.zeros(2, 3, 64, 64))
+    except Exception as err:  # any failure means we cannot guess: ask the user
+        raise BadInput(
+            "MINCModule could not infer the backbone's feature width by running it on a "
+            f"(2, 3, 64, 64) image ({type(err).__name__}: {err}); pass feature_dim=<F>."
+        ) from err
+    finally:
+        backbone.train(was_training)
+    if out.ndim != 2:
+        raise BadInput(
+            f"MINCModule: the backbone must return (B, F) features, it returned "
+            f"{tuple(out.shape)}; flatten its output or pass a backbone ending in pooling."
+        )
+    return out.shape[1]

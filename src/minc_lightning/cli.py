@@ -35,7 +35,6 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from minc_lightning._cli_build import cli_builds
 from minc_lightning.callbacks.checkpoint import (
     PREEMPTED_EXIT,
     Preempted,
@@ -44,18 +43,20 @@ from minc_lightning.callbacks.checkpoint import (
 )
 from minc_lightning.callbacks.lambda_pictures import LambdaPictures
 from minc_lightning.callbacks.progress import LineProgress
+from minc_lightning.callbacks.save_config import LoggerSaveConfigCallback
 from minc_lightning.callbacks.summary import WANDB_ID_KEY, RunSummary
-from minc_lightning.checkpoint_io import (
+from minc_lightning.checkpoint_files import (
     RUN_KEY,
     find_last,
     identity_differences,
     load_checkpoint,
     resume_refused,
 )
+from minc_lightning.cli_context import cli_builds
 from minc_lightning.data.module import MINCDataModule
 from minc_lightning.errors import BadInput, MissingPath, NotWritable, reports_user_errors
 from minc_lightning.module import MINCModule
-from minc_lightning.wandb_setup import LoggerSaveConfigCallback, configure_wandb
+from minc_lightning.wandb_setup import configure_wandb
 
 RESUME_IF_PRESENT = "last_if_present"  # --ckpt_path value: resume when a checkpoint exists
 

@@ -37,8 +37,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from minc_lightning.arguments import check, non_negative_int, one_of, positive_int
-from minc_lightning.checkpoint_io import load_checkpoint
+from minc_lightning.checkpoint_files import load_checkpoint
 from minc_lightning.data.images import CheckedImageFolder
 from minc_lightning.data.module import MINCDataModule
 from minc_lightning.data.presets import PRESETS
@@ -52,6 +51,7 @@ from minc_lightning.errors import (
     reports_user_errors,
 )
 from minc_lightning.loading import Network, Output, load_backbone
+from minc_lightning.validation import check, non_negative_int, one_of, positive_int
 
 SUFFIXES = (".npz", ".parquet")
 

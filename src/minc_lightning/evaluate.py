@@ -17,8 +17,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from minc_lightning.arguments import check, non_negative_int, one_of, positive, positive_int
-from minc_lightning.checkpoint_io import load_checkpoint
+from minc_lightning.checkpoint_files import load_checkpoint
 from minc_lightning.data.module import MINCDataModule
 from minc_lightning.errors import BadCheckpoint, reports_user_errors
 from minc_lightning.loading import Network, load_backbone
@@ -29,6 +28,7 @@ from minc_lightning.scoring import (
     reinitialise,
     split_features,
 )
+from minc_lightning.validation import check, non_negative_int, one_of, positive, positive_int
 
 
 def request_features(request: Request) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:

@@ -15,11 +15,11 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from minc_lightning.arguments import check, one_of
 from minc_lightning.backbones import ResNet, Timm
-from minc_lightning.checkpoint_io import atomic_save
+from minc_lightning.checkpoint_files import atomic_save
 from minc_lightning.errors import BadInput, IsAFolder, reports_user_errors
 from minc_lightning.loading import load_backbone
+from minc_lightning.validation import check, one_of
 
 
 def plain_state_dict(backbone: nn.Module) -> dict[str, Tensor]:

@@ -15,10 +15,10 @@ from typing import Literal
 
 from torch import nn
 
-from minc_lightning.arguments import check, one_of
-from minc_lightning.checkpoint_io import incompatibility, load_checkpoint
+from minc_lightning.checkpoint_files import incompatibility, load_checkpoint
 from minc_lightning.errors import BadCheckpoint, BadInput
 from minc_lightning.module import MINCModule
+from minc_lightning.validation import check, one_of
 
 Network = Literal["online", "target"]
 Output = Literal["backbone", "projector"]

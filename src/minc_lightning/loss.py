@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minc_lightning._distributed import all_reduce_sum
-from minc_lightning.arguments import check, interval, one_of, optional, positive, positive_int
 from minc_lightning.errors import BadInput
+from minc_lightning.validation import check, interval, one_of, optional, positive, positive_int
 
 
 def normalize_rows(x: Tensor, mu: float | None) -> Tensor:

@@ -14,8 +14,18 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
-from minc_lightning._cli_build import built_by_cli
-from minc_lightning.arguments import (
+from minc_lightning.backbones import ResNet, infer_feature_dim
+from minc_lightning.checkpoint_files import ResumeRecord, incompatibility
+from minc_lightning.cli_context import built_by_cli
+from minc_lightning.data.batch import unpack_views
+from minc_lightning.diagnostics import effective_rank, embedding_std
+from minc_lightning.errors import BadCheckpoint, BadInput
+from minc_lightning.nonfinite import NonFiniteGuard
+from minc_lightning.objectives import OBJECTIVES, LossSettings
+from minc_lightning.plan import RunPlan, announce, plan_run, scaled_lr
+from minc_lightning.probe import OnlineProbe
+from minc_lightning.schedule import WarmupCosine
+from minc_lightning.validation import (
     check,
     interval,
     non_negative,
@@ -26,16 +36,6 @@ from minc_lightning.arguments import (
     positive_int,
     probability,
 )
-from minc_lightning.backbones import ResNet
-from minc_lightning.checkpoint_io import ResumeRecord, incompatibility
-from minc_lightning.data.batch import infer_feature_dim, unpack_views
-from minc_lightning.diagnostics import effective_rank, embedding_std
-from minc_lightning.errors import BadCheckpoint, BadInput
-from minc_lightning.nonfinite import NonFiniteGuard
-from minc_lightning.objectives import OBJECTIVES, LossSettings
-from minc_lightning.plan import RunPlan, announce, plan_run, scaled_lr
-from minc_lightning.probe import OnlineProbe
-from minc_lightning.schedule import WarmupCosine
 
 
 class MINCModule(LightningModule):

@@ -1,6 +1,6 @@
 """W&B for runs that may have no credentials or no network: the logger goes offline instead of
-failing (``wandb sync`` uploads the run later), a resumed run keeps its W&B run id, and the
-resolved config is sent to the run."""
+failing (``wandb sync`` uploads the run later) and a resumed run keeps its W&B run id. The
+resolved config reaches the run through ``callbacks.save_config``."""
 
 from __future__ import annotations
 
@@ -9,19 +9,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.cli import SaveConfigCallback
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-
-
-class LoggerSaveConfigCallback(SaveConfigCallback):
-    """Saves the resolved config next to the run (overwriting, so W&B's files never clash) and
-    sends it to W&B as the run's config."""
-
-    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if isinstance(trainer.logger, WandbLogger):
-            trainer.logger.log_hyperparams({"cli": self.config.as_dict()})
 
 
 def wandb_credentials() -> bool:

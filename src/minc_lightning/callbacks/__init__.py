@@ -3,11 +3,11 @@ label-free ``RankMe``) and those the ``minc-lightning`` command installs itself:
 checkpoint, the line progress for log files, Λ's pictures and the run summary."""
 
 from minc_lightning.callbacks.checkpoint import ResumableCheckpoint
+from minc_lightning.callbacks.fast_paths import FastPaths
 from minc_lightning.callbacks.knn import OnlineKNN
 from minc_lightning.callbacks.lambda_pictures import LambdaPictures
 from minc_lightning.callbacks.progress import LineProgress
 from minc_lightning.callbacks.rankme import RankMe
-from minc_lightning.callbacks.speed import FastPaths
 from minc_lightning.callbacks.summary import RunSummary
 
 __all__ = [

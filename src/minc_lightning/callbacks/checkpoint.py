@@ -33,7 +33,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
-from minc_lightning.checkpoint_io import RUN_KEY, atomic_save, next_last_name
+from minc_lightning.checkpoint_files import RUN_KEY, atomic_save, next_last_name
 from minc_lightning.errors import BadInput
 
 PREEMPTED_EXIT = 75  # sysexits.h EX_TEMPFAIL: a temporary failure, the job may be retried

@@ -6,11 +6,11 @@ from typing import Literal
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from minc_lightning.arguments import check, one_of, positive_int
 from minc_lightning.diagnostics import rankme
 from minc_lightning.errors import BadInput
 from minc_lightning.loading import network_of
 from minc_lightning.scoring import extract_features
+from minc_lightning.validation import check, one_of, positive_int
 
 
 class RankMe(Callback):

@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from minc_lightning.callbacks.checkpoint import ResumableCheckpoint
 from minc_lightning.callbacks.lambda_pictures import LambdaPictures
-from minc_lightning.checkpoint_io import load_checkpoint
+from minc_lightning.checkpoint_files import load_checkpoint
 
 WANDB_ID_KEY = "wandb_run_id"
 

@@ -25,8 +25,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from minc_lightning._distributed import rank, world_size
-from minc_lightning.arguments import check, non_negative_int, one_of, optional, positive_int
-from minc_lightning.checkpoint_io import resume_refused
+from minc_lightning.checkpoint_files import resume_refused
 from minc_lightning.data.augment import LoaderViews, finish_batch
 from minc_lightning.data.presets import DATASETS, DatasetEntry, Source, shard_entry
 from minc_lightning.data.sampling import (
@@ -46,6 +45,7 @@ from minc_lightning.data.views import (
     recipes_of,
 )
 from minc_lightning.errors import BadInput, MissingPath
+from minc_lightning.validation import check, non_negative_int, one_of, optional, positive_int
 
 __all__ = ["MINCDataModule"]
 

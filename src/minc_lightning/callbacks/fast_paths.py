@@ -17,7 +17,7 @@ class FastPaths(Callback):
       checkpoints and the EMA target update stay as they are; Λ and the loss stay eager
       (MINC's loss is a few small matrix products, and its float32 guard must hold).
 
-    ``--trainer.callbacks+=minc_lightning.callbacks.speed.FastPaths`` (with ``init_args``), or
+    ``--trainer.callbacks+=minc_lightning.callbacks.fast_paths.FastPaths`` (with ``init_args``), or
     ``Trainer(callbacks=[FastPaths(...)])``. Losses and gradients equal the eager ones within
     float rounding (tests/test_fastpath.py). Their speed-up on a GPU is not yet measured here.
 
