@@ -206,7 +206,7 @@ def device_cost(device: str, repeats: int) -> dict:
 
 def quickstart(seeds: list[int], out: Path) -> None:
     """The quickstart in each mode and seed: training seconds, kNN and linear accuracy."""
-    from benchmarks.recipe_curve import final_point, run_missing
+    from benchmarks.runner import final_point, run_missing
 
     def train(setting: dict) -> dict:
         mode, seed = setting["augment_on"], setting["seed"]

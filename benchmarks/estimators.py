@@ -40,7 +40,7 @@ import os
 from pathlib import Path
 
 from benchmarks.common import CLI_HELP, DATA, ROOT
-from benchmarks.recipe_curve import final_point, run_missing
+from benchmarks.runner import final_point, run_missing
 
 CONFIG = ROOT / "configs" / "quickstart.yaml"
 SELECTION_SEED = 100

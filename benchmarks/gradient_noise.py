@@ -43,7 +43,7 @@ from torch import Tensor
 from benchmarks import spectral_exact as exact
 from benchmarks.common import CLI_HELP, DATA, ROOT
 from benchmarks.estimators import arguments, setting
-from benchmarks.recipe_curve import final_point, run_missing
+from benchmarks.runner import final_point, run_missing
 from minc_lightning.data import MINCDataModule
 
 BATCHES = (32, 64, 256)

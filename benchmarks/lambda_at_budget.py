@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 
 from benchmarks.common import CLI_HELP, DATA, ROOT
-from benchmarks.recipe_curve import final_point, run_missing
+from benchmarks.runner import final_point, run_missing
 
 
 def main() -> None:

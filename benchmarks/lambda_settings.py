@@ -28,7 +28,7 @@ import math
 from pathlib import Path
 
 from benchmarks.common import CLI_HELP, DATA, ROOT
-from benchmarks.recipe_curve import final_point, run_missing
+from benchmarks.runner import final_point, run_missing
 
 CONFIG = ROOT / "configs" / "quickstart.yaml"
 QUICKSTART = {"mu": 1.0, "triangular": True, "alpha": 0.1, "lr": 2.0, "use_predictor": True}

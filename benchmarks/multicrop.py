@@ -36,7 +36,7 @@ from pathlib import Path
 from statistics import mean
 
 from benchmarks.common import CLI_HELP, DATA, ROOT
-from benchmarks.recipe_curve import final_point, run_missing
+from benchmarks.runner import final_point, run_missing
 
 VARIANTS = [(0, "none"), (2, "shared"), (4, "shared"), (2, "separate"), (4, "separate")]
 

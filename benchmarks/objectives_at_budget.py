@@ -38,7 +38,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.common import CLI_HELP, DATA, ROOT
-from benchmarks.recipe_curve import final_point, run_missing
+from benchmarks.runner import final_point, run_missing
 from minc_lightning.objectives import OBJECTIVES
 
 SELECTION_SEED = 100  # never one of the reported seeds

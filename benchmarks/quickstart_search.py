@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import DATA, ROOT
-from benchmarks.recipe_curve import final_point, run_missing
+from benchmarks.runner import final_point, run_missing
 from benchmarks.verdicts import difference
 
 # Each variant spells out its learning rate: "baseline" is the quickstart as it was searched

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import CLI_HELP, DATA, ROOT
-from benchmarks.recipe_curve import Curve, fit_with_curve, run_missing
+from benchmarks.runner import Curve, fit_with_curve, run_missing
 from minc_lightning.callbacks import RankMe
 
 CONFIG = ROOT / "configs" / "quickstart.yaml"

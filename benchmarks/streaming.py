@@ -54,7 +54,7 @@ from benchmarks.claims import judge_shards
 from benchmarks.common import DATA, ROOT
 from benchmarks.data_throughput import loader_seconds, write_jpegs
 from benchmarks.object_store import KEY, SECRET, delaying_proxy, s3_server, upload
-from benchmarks.recipe_curve import final_point, run_missing
+from benchmarks.runner import final_point, run_missing
 from benchmarks.verdicts import ORDER_MARGIN, order_unchanged
 from minc_lightning.data import MINCDataModule
 from minc_lightning.prepare import prepare

@@ -258,7 +258,7 @@ def test_lambda_verdict_over_seeds_follows_the_numbers(tmp_path):
 
 
 def test_run_missing_trains_only_what_the_file_lacks(tmp_path):
-    from benchmarks.recipe_curve import run_missing
+    from benchmarks.runner import run_missing
 
     out, trained = tmp_path / "runs.json", []
 
@@ -280,7 +280,7 @@ def test_run_missing_trains_only_what_the_file_lacks(tmp_path):
 
 def test_run_missing_makes_its_folder_before_training(tmp_path):
     """A run trained for minutes is not lost because the output folder did not exist."""
-    from benchmarks.recipe_curve import run_missing
+    from benchmarks.runner import run_missing
 
     out = tmp_path / "not" / "yet" / "runs.json"
     runs = run_missing(out, [{"seed": 0}], lambda setting: {"linear": 0.5})
@@ -437,12 +437,12 @@ def test_benchmark_scripts_pass_unknown_arguments_to_the_cli(tmp_path, monkeypat
 def test_the_curve_scores_a_backbone_where_it_is(monkeypatch):
     """Scoring moves the backbone to the scoring device: a GPU run's backbone must not be moved
     to the CPU between epochs."""
-    from benchmarks import recipe_curve
+    from benchmarks import runner
 
     devices = []
-    monkeypatch.setattr(recipe_curve, "score", lambda net, dm, device, **kw: devices.append(device))
-    recipe_curve.readme_score(torch.nn.Linear(2, 2, device="meta"), None)
-    recipe_curve.readme_score(recipe_curve.Pixels(), None)
+    monkeypatch.setattr(runner, "score", lambda net, dm, device, **kw: devices.append(device))
+    runner.protocol_score(torch.nn.Linear(2, 2, device="meta"), None)
+    runner.protocol_score(runner.Pixels(), None)
     assert [d.type for d in devices] == ["meta", "cpu"]
 
 
@@ -482,15 +482,15 @@ def test_the_curve_records_where_lambda_stands(tmp_path, monkeypatch):
     points hold none."""
     from types import SimpleNamespace
 
-    from benchmarks import recipe_curve
+    from benchmarks import runner
     from minc_lightning.loss import MINCLoss
 
-    monkeypatch.setattr(recipe_curve, "readme_score", lambda backbone, dm: {"knn": 0.5})
+    monkeypatch.setattr(runner, "protocol_score", lambda backbone, dm: {"knn": 0.5})
     criterion = MINCLoss(dim=3, alpha=0.1)
     criterion.second_moment.copy_(torch.tensor([[3.0, 1, 0], [1, 2, 0], [0, 0, 1]]))
     trainer = SimpleNamespace(current_epoch=0, max_epochs=1, datamodule=None)
     for loss in (criterion, torch.nn.MSELoss()):
-        curve = recipe_curve.Curve([], tmp_path / "curve.json", {}, baselines=False)
+        curve = runner.Curve([], tmp_path / "curve.json", {}, baselines=False)
         curve.on_train_epoch_end(trainer, SimpleNamespace(backbone=None, criterion=loss))
         points = curve.result["points"]
         if loss is criterion:  # off-diagonal 2 of 16; diagonal 3 > 2 > 1: in order
