@@ -54,3 +54,16 @@ def test_every_test_docs_reliability_names_exists():
     ]
     untested = [line[:80] for line in promises if not re.search(r"test_\w+", line)]
     assert not untested, untested  # each promise beside the test that holds it
+
+
+def test_every_module_says_where_it_is_tested():
+    """tests/README.md names every module of src/ and only test files that exist."""
+    index = (Path(__file__).parent / "README.md").read_text()
+    package = Path(minc_lightning.__file__).parent
+    modules = {
+        p.relative_to(package).as_posix() for p in package.rglob("*.py") if p.name != "__init__.py"
+    }
+    listed = set(re.findall(r"^\| `([\w/]+\.py)` \|", index, flags=re.M))
+    assert modules == listed, f"missing: {modules - listed}; gone: {listed - modules}"
+    named = set(re.findall(r"`(test_\w+\.py)`", index))
+    assert all((Path(__file__).parent / name).is_file() for name in named)
