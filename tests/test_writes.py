@@ -100,3 +100,32 @@ def test_last_is_the_newest_resumable_state_also_when_lightning_wrote_an_hpc_che
     newer = atomic_save({"step": 3}, folder / "last.ckpt")
     os.utime(newer, ns=(os.stat(hpc).st_mtime_ns + 10**9,) * 2)
     assert find_last(folder)[0] == newer
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("a log write failed"), SystemExit(75)])
+def test_a_run_that_fails_after_a_checkpoint_names_the_safe_one(tmp_path, capsys, failure):
+    """The checkpoint callback itself says, on the failure, which checkpoint is whole; a stop
+    by signal (a SystemExit) says its own thing instead."""
+    from helpers import loaders, tiny_module, trainer
+    from lightning.pytorch import Callback
+
+    from minc_lightning.callbacks import ResumableCheckpoint
+
+    class FailAtStep3(Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            if trainer.global_step == 3:
+                raise failure
+
+    saver = ResumableCheckpoint(dirpath=str(tmp_path), every_n_train_steps=2)
+    callbacks = [saver, FailAtStep3()]
+    fit = trainer(
+        max_epochs=1, callbacks=callbacks, enable_checkpointing=True, default_root_dir=tmp_path
+    )
+    with pytest.raises(type(failure)):
+        fit.fit(tiny_module(), *loaders())
+    said = capsys.readouterr().err
+    if isinstance(failure, SystemExit):
+        assert "which is whole" not in said
+    else:
+        assert f"its checkpoint {saver.written}, which is whole" in said
+        assert load_checkpoint(saver.written)["global_step"] == 2

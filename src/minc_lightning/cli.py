@@ -307,21 +307,6 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(PREEMPTED_EXIT)
-    except Exception:
-        note_safe_checkpoint()
-        raise
-
-
-def note_safe_checkpoint() -> None:
-    """After a failure, say which checkpoint this run wrote before it (it is whole: written
-    atomically), so a failed picture or log write is not taken for lost training."""
-    path = ResumableCheckpoint.newest_written
-    if path:
-        print(
-            f"minc-lightning: the run failed after writing its checkpoint {path}, which is "
-            "whole (written atomically) and resumable with --ckpt_path last.",
-            file=sys.stderr,
-        )
 
 
 if __name__ == "__main__":

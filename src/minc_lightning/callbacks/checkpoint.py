@@ -24,6 +24,7 @@ the epoch; SIGTERM made Lightning exit 0 without a checkpoint. Here:
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins import TorchCheckpointIO
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from minc_lightning.checkpoint_files import RUN_KEY, atomic_save, next_last_name
 from minc_lightning.errors import BadInput
@@ -99,14 +100,13 @@ class ResumableCheckpoint(Checkpoint):
         self.every_n_train_steps = every_n_train_steps
         self.on_signal = on_signal
         self.run_identity: dict[str, Any] | None = None  # set by the CLI
-        self.last_model_path = ""  # the newest checkpoint this run wrote
+        self.last_model_path = ""  # the file this run writes
+        self.written = ""  # the newest checkpoint it has written (whole: written atomically)
         self.saved_step: int | None = None
         self.received: str | None = None  # the name of a stop signal received
         self._previous_handlers: dict[int, Any] = {}
 
     # --- where -------------------------------------------------------------------------------
-    newest_written: str = ""  # the newest checkpoint any instance wrote in this process
-
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # the default: atomic
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
@@ -136,9 +136,22 @@ class ResumableCheckpoint(Checkpoint):
         path = self.path(trainer)
         trainer.save_checkpoint(path, weights_only=False)  # the whole state, said explicitly
         self.saved_step = trainer.global_step
-        ResumableCheckpoint.newest_written = str(path)
+        self.written = str(path)
         if why:
             rank_zero_info(f"minc-lightning: {why}: saved step {trainer.global_step} to {path}")
+
+    @rank_zero_only
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        """A run that fails after writing a checkpoint says which one is safe, so a failed
+        picture or log write is not taken for lost training (a stop by signal says it itself)."""
+        if self.written and not isinstance(exception, (SystemExit, KeyboardInterrupt)):
+            print(
+                f"minc-lightning: the run failed after writing its checkpoint {self.written}, "
+                "which is whole (written atomically) and resumable with --ckpt_path last.",
+                file=sys.stderr,
+            )
 
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
