@@ -10,12 +10,13 @@ online (student) backbone is evaluated by default; ``--network target`` takes th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
+from typing import TypedDict
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
+from typing_extensions import Unpack  # typing's from Python 3.11
 
 from minc_lightning.checkpoint_files import load_checkpoint
 from minc_lightning.data.module import MINCDataModule
@@ -58,69 +59,20 @@ def request_features(request: Request) -> tuple[Tensor, Tensor, Tensor, Tensor, 
     return split_features(backbone, *loaders, device, dm.num_classes)
 
 
-def knn(
-    ckpt: str,
-    network: Network = "online",
-    k: int = 200,
-    temperature: float = 0.1,
-    random_init: bool = False,
-    pixels: bool = False,
-    root: str | None = None,
-    batch_size: int = 256,
-    num_workers: int = 4,
-    device: str = "auto",
-) -> dict[str, float]:
-    """Weighted kNN accuracy of a checkpoint's frozen backbone on its validation split.
+class Features(TypedDict, total=False):
+    """Which frozen features a protocol scores, of which network, computed where: the options
+    ``knn`` and ``linear`` share (``DEFAULTS`` where not given).
 
-    Args:
-        ckpt: checkpoint written by ``minc-lightning fit``.
-        network: "online" (student) or "target" (EMA) backbone.
-        k: neighbours that vote.
-        temperature: similarity temperature of the vote weights.
+    Attributes:
+        network: "online" (student) or "target" (EMA) backbone; default online.
         random_init: evaluate the same architecture freshly initialised instead (baseline).
         pixels: evaluate the raw pixels of the eval images instead (baseline).
         root: override the data root stored in the checkpoint.
+        batch_size: images per forward pass; default 256.
+        num_workers: loader processes; default 4.
+        device: "auto" (a GPU when there is one; the default), "cpu", "cuda", "cuda:1", ...
     """
-    check("minc-lightning-eval knn", k=(k, positive_int), temperature=(temperature, positive))
-    request = Request(ckpt, network, random_init, pixels, root, batch_size, num_workers, device)
-    score = partial(knn_accuracy, k=k, temperature=temperature)
-    return _evaluate("knn", f"kNN (k={k}, T={temperature}", score, request)
 
-
-def linear(
-    ckpt: str,
-    network: Network = "online",
-    epochs: int = 100,
-    lr: float = 0.1,
-    random_init: bool = False,
-    pixels: bool = False,
-    root: str | None = None,
-    batch_size: int = 256,
-    num_workers: int = 4,
-    device: str = "auto",
-) -> dict[str, float]:
-    """Linear-evaluation accuracy of a checkpoint's frozen backbone on its validation split.
-
-    Args:
-        ckpt: checkpoint written by ``minc-lightning fit``.
-        network: "online" (student) or "target" (EMA) backbone.
-        epochs: training epochs of the linear head on frozen features.
-        lr: learning rate of the linear head.
-        random_init: evaluate the same architecture freshly initialised instead (baseline).
-        pixels: evaluate the raw pixels of the eval images instead (baseline).
-        root: override the data root stored in the checkpoint.
-    """
-    check("minc-lightning-eval linear", epochs=(epochs, positive_int), lr=(lr, positive))
-    request = Request(ckpt, network, random_init, pixels, root, batch_size, num_workers, device)
-    score = partial(linear_accuracy, epochs=epochs, lr=lr)
-    return _evaluate("linear", f"linear ({epochs} epochs", score, request)
-
-
-@dataclass(frozen=True)
-class Request:
-    """What both evaluation commands read: which features, of which checkpoint, where."""
-
-    ckpt: str
     network: Network
     random_init: bool
     pixels: bool
@@ -128,6 +80,59 @@ class Request:
     batch_size: int
     num_workers: int
     device: str
+
+
+DEFAULTS: Features = {
+    "network": "online",
+    "random_init": False,
+    "pixels": False,
+    "root": None,
+    "batch_size": 256,
+    "num_workers": 4,
+    "device": "auto",
+}
+
+
+def knn(
+    ckpt: str, k: int = 200, temperature: float = 0.1, **features: Unpack[Features]
+) -> dict[str, float]:
+    """Weighted kNN accuracy of a checkpoint's frozen backbone on its validation split.
+
+    Args:
+        ckpt: checkpoint written by ``minc-lightning fit``.
+        k: neighbours that vote.
+        temperature: similarity temperature of the vote weights.
+    """
+    check("minc-lightning-eval knn", k=(k, positive_int), temperature=(temperature, positive))
+    score = partial(knn_accuracy, k=k, temperature=temperature)
+    return _evaluate("knn", f"kNN (k={k}, T={temperature}", score, Request(ckpt, **features))
+
+
+def linear(
+    ckpt: str, epochs: int = 100, lr: float = 0.1, **features: Unpack[Features]
+) -> dict[str, float]:
+    """Linear-evaluation accuracy of a checkpoint's frozen backbone on its validation split.
+
+    Args:
+        ckpt: checkpoint written by ``minc-lightning fit``.
+        epochs: training epochs of the linear head on frozen features.
+        lr: learning rate of the linear head.
+    """
+    check("minc-lightning-eval linear", epochs=(epochs, positive_int), lr=(lr, positive))
+    score = partial(linear_accuracy, epochs=epochs, lr=lr)
+    return _evaluate("linear", f"linear ({epochs} epochs", score, Request(ckpt, **features))
+
+
+class Request:
+    """What both evaluation commands read: which features, of which checkpoint, where."""
+
+    def __init__(self, ckpt: str, **features: Unpack[Features]) -> None:
+        unknown = set(features) - set(DEFAULTS)
+        if unknown:
+            raise TypeError(f"minc-lightning-eval: unknown options {sorted(unknown)}")
+        self.ckpt = ckpt
+        for name, value in (DEFAULTS | features).items():
+            setattr(self, name, value)
 
 
 def _evaluate(command: str, label: str, score, request: Request) -> dict[str, float]:
