@@ -197,17 +197,16 @@ NO_BLUR = (0.0, 0.0)
 SMALL_LOCAL_SCALE = (0.1, 0.35)
 
 
+def small_preset(size: int, num_classes: int, **changed: Any) -> Preset:
+    """A dataset of small square images: crops and evaluation at ``size``, local views at half of
+    it over the small images' scale range; ``changed`` for the rest."""
+    local = {"local_size": size // 2, "local_scale": SMALL_LOCAL_SCALE}
+    return Preset(image_size=size, eval_resize=size, num_classes=num_classes, **local | changed)
+
+
 def cifar_preset(num_classes: int) -> Preset:
     """CIFAR-10 and CIFAR-100: the same images, sizes and statistics."""
-    return Preset(
-        image_size=32,
-        eval_resize=32,
-        gaussian_blur=NO_BLUR,
-        stats=CIFAR_STATS,
-        num_classes=num_classes,
-        local_size=16,
-        local_scale=SMALL_LOCAL_SCALE,
-    )
+    return small_preset(32, num_classes, gaussian_blur=NO_BLUR, stats=CIFAR_STATS)
 
 
 DATASETS: dict[str, DatasetEntry] = {
@@ -227,28 +226,16 @@ DATASETS: dict[str, DatasetEntry] = {
     # 32 px, no blur (blurring a 32 px image destroys it), as solo-learn and lightly do.
     "cifar10": DatasetEntry(preset=cifar_preset(10), read=Arrays(cifar("cifar10"))),
     "cifar100": DatasetEntry(preset=cifar_preset(100), read=Arrays(cifar("cifar100"))),
-    "stl10": DatasetEntry(
-        preset=Preset(
-            image_size=96,
-            eval_resize=96,
-            num_classes=10,
-            local_size=48,
-            local_scale=SMALL_LOCAL_SCALE,
-        ),
-        read=Arrays(stl10),
-    ),
+    "stl10": DatasetEntry(preset=small_preset(96, 10), read=Arrays(stl10)),
     # 28 px grayscale: no blur, milder crops and jitter (only brightness/contrast act on gray).
     "fashion_mnist": DatasetEntry(
-        preset=Preset(
-            image_size=28,
-            eval_resize=28,
+        preset=small_preset(
+            28,
+            10,
             min_scale=0.2,
             cj_strength=0.5,
             gaussian_blur=NO_BLUR,
             stats=((0.2860,) * 3, (0.3530,) * 3),
-            num_classes=10,
-            local_size=14,
-            local_scale=SMALL_LOCAL_SCALE,
         ),
         read=Arrays(fashion_mnist),
     ),
