@@ -1,7 +1,8 @@
-"""Reading checkpoints, finding a run's latest one, and saying why one does not fit.
+"""A run's life on disk: its identity, checkpoints written atomically and read back, finding
+its latest one, and saying why one does not fit (the resume checks).
 
-Shared by the CLI (resume), MINCModule (incompatible configurations) and evaluation, so every
-one of them names the file and the problem in the same words.
+Shared by the CLI (resume), the checkpoint callback, MINCModule (incompatible configurations)
+and evaluation, so every one of them names the file and the problem in the same words.
 """
 
 from __future__ import annotations
@@ -275,3 +276,52 @@ class ResumeRecord:
             f"MINCModule: resuming with {', '.join(changed)}; the schedules continue from the "
             "restored step with them."
         )
+
+
+# --- a run's identity --------------------------------------------------------------------------
+# Settings that may change on resume without making it another run: how long it trains, how
+# fast the batches are made, where it logs, and the learning rate (applied from the restored step).
+NOT_IDENTITY = (
+    "ckpt_path",
+    "trainer",
+    "checkpoint",
+    "lambda_pictures",
+    "model.lr",
+    "data.root",
+    "data.num_workers",
+    "data.augment_on",
+    "data.cache_bytes",
+    "data.pin_memory",
+    "data.download",
+    "config",
+)
+
+
+def run_identity(config: Any) -> dict[str, Any]:
+    """What makes a run this run: the seed, the model's and the data's settings (less
+    ``NOT_IDENTITY``) and, in a W&B sweep, the W&B run id. Flat keys, plain values."""
+    as_dict = config.as_dict() if hasattr(config, "as_dict") else dict(config)
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if any(prefix == k or prefix.startswith(k + ".") for k in NOT_IDENTITY):
+            return
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        else:
+            flat[prefix] = list(value) if isinstance(value, tuple) else value
+
+    walk("", {k: as_dict.get(k) for k in ("seed_everything", "model", "data")})
+    flat = {
+        k: v if isinstance(v, (int, float, str, bool, list, type(None))) else str(v)
+        for k, v in flat.items()
+    }
+    if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
+        flat["wandb.run_id"] = os.environ["WANDB_RUN_ID"]
+    return flat
+
+
+def any_run_id(differences: list[str]) -> bool:
+    """Whether two run identities differ in their W&B run id (another run of a sweep)."""
+    return any(d.startswith("wandb.run_id:") for d in differences)

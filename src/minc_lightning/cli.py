@@ -47,10 +47,12 @@ from minc_lightning.callbacks.save_config import LoggerSaveConfigCallback
 from minc_lightning.callbacks.summary import WANDB_ID_KEY, RunSummary
 from minc_lightning.checkpoint_files import (
     RUN_KEY,
+    any_run_id,
     find_last,
     identity_differences,
     load_checkpoint,
     resume_refused,
+    run_identity,
 )
 from minc_lightning.cli_context import cli_builds
 from minc_lightning.data.module import MINCDataModule
@@ -245,54 +247,6 @@ def refuse_linked_settings(args: Any) -> None:
             f"{key} is set from {LINKED[key]}, not by itself: set --{LINKED[key]} instead"
             + (" (the learning rate scales with it)" if key == "model.batch_size" else "")
         )
-
-
-# Settings that may change on resume without making it another run: how long it trains, how
-# fast the batches are made, where it logs, and the learning rate (applied from the restored step).
-NOT_IDENTITY = (
-    "ckpt_path",
-    "trainer",
-    "checkpoint",
-    "lambda_pictures",
-    "model.lr",
-    "data.root",
-    "data.num_workers",
-    "data.augment_on",
-    "data.cache_bytes",
-    "data.pin_memory",
-    "data.download",
-    "config",
-)
-
-
-def run_identity(config: Any) -> dict[str, Any]:
-    """What makes a run this run: the seed, the model's and the data's settings (less
-    ``NOT_IDENTITY``) and, in a W&B sweep, the W&B run id. Flat keys, plain values."""
-    as_dict = config.as_dict() if hasattr(config, "as_dict") else dict(config)
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if any(prefix == k or prefix.startswith(k + ".") for k in NOT_IDENTITY):
-            return
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), inner)
-        else:
-            flat[prefix] = list(value) if isinstance(value, tuple) else value
-
-    walk("", {k: as_dict.get(k) for k in ("seed_everything", "model", "data")})
-    flat = {
-        k: v if isinstance(v, (int, float, str, bool, list, type(None))) else str(v)
-        for k, v in flat.items()
-    }
-    if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
-        flat["wandb.run_id"] = os.environ["WANDB_RUN_ID"]
-    return flat
-
-
-def any_run_id(differences: list[str]) -> bool:
-    """Whether two run identities differ in their W&B run id (another run of a sweep)."""
-    return any(d.startswith("wandb.run_id:") for d in differences)
 
 
 @reports_user_errors("minc-lightning")
