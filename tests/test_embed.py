@@ -26,7 +26,9 @@ def test_the_features_equal_those_minc_lightning_eval_computes(trained, tmp_path
     out = embed(
         str(ckpt), str(tmp_path / "f.npz"), Data(root=str(data)), "val", network, num_workers=2
     )
-    request = evaluate.Request(str(ckpt), network, False, False, str(data), 7, 0, "cpu")
+    request = evaluate.Request(
+        str(ckpt), network=network, root=str(data), batch_size=7, num_workers=0, device="cpu"
+    )
     _, _, expected, labels, _ = evaluate.request_features(request)
     with np.load(out) as f:
         torch.testing.assert_close(torch.from_numpy(f["features"]), expected)
