@@ -31,10 +31,10 @@ lint: install
 	$(VENV)/bin/ruff check src tests examples benchmarks ops
 	$(VENV)/bin/ruff format --check src tests examples benchmarks ops
 
-# every test: the fast ones as test-fast runs them, then the slow ones (other processes, which
-# would contend for the cores) in one process
+# every test: the fast ones as test-fast runs them, then the slow ones (other processes, servers,
+# signals) two at a time: they mostly wait on the processes they start, which share the cores
 test: install data lint test-fast
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -m slow -n 2
 
 # the tests that start no other process (signals, kills, DDP, shard writers, servers, the GPU
 # check), spread over one pytest worker per core (each with one torch thread: tests/conftest.py)
