@@ -151,10 +151,15 @@ def context(result: dict, draw) -> dict | None:
         "batches": ", ".join(map(str, batches)),
         "progress": progress,
         "table": "\n".join(lines),
-        "figure": draw(figure(tuned), "estimators.png") if tuned else "",
+        "figure": draw(figure(tuned), "estimators.png") if any_scores(tuned) else "",
         "verdicts": "\n".join(f"- {v.line()}" for v in found)
         or f"- No verdict yet: {UNSURE} until every compared cell has two fresh seeds.",
     }
+
+
+def any_scores(tuned: dict[str, dict[int, Sample]]) -> bool:
+    """Whether any cell has fresh seeds to draw."""
+    return any(sample for cells in tuned.values() for sample in cells.values())
 
 
 def figure(tuned: dict[str, dict[int, Sample]]) -> plt.Figure:
