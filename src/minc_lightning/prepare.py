@@ -65,14 +65,14 @@ def prepare(
         raise BadInput(f"minc-lightning-prepare: dataset {dataset!r} needs --root")
     source = Source(root, download, "raise", **(columns or {}))
     with locked(out):
-        job = Job(litdata, dataset, out, opened_manifest(out, dataset, root), on_corrupt)
+        manifest = opened_manifest(out, dataset, root)
+        job = Job(litdata, dataset, out, manifest, on_corrupt, num_workers, chunk_bytes, verbose)
         for split in splits:
             data = entry.read(source, split, None)
             if data is None:
                 print(f"{dataset} has no {split} split: nothing to write", flush=True)
                 continue
-            options = {"num_workers": num_workers, "chunk_bytes": chunk_bytes, "verbose": verbose}
-            job.split(split, data, train_subset if split == "train" else None, options)
+            job.split(split, data, train_subset if split == "train" else None)
         return job.manifest
 
 
@@ -103,8 +103,11 @@ class Job:
     out: Path
     manifest: dict[str, Any]
     on_corrupt: Literal["raise", "skip"]
+    num_workers: int | None
+    chunk_bytes: int | str
+    verbose: bool
 
-    def split(self, split: str, data: Any, wanted: int | None, options: dict[str, Any]) -> None:
+    def split(self, split: str, data: Any, wanted: int | None) -> None:
         """Write one split, unless the manifest or a finished earlier run already holds it.
         The training split goes in the seeded order train_subset takes its subset from: each
         chunk a random sample, so a chunk-local order still mixes the classes."""
@@ -127,7 +130,7 @@ class Job:
                 mode = "overwrite"
             else:
                 return self.record(split, count, wanted, skipped, order)
-        writers = self.writers(split, options["num_workers"], mode)
+        writers = self.writers(split, mode)
         written = None if positions is None else tuple(positions.tolist())
         print(f"writing {count} {split} images of {self.dataset} to {folder}", flush=True)
         write(
@@ -135,7 +138,7 @@ class Job:
             fn=Encoder(data, self.on_corrupt, written),
             inputs=list(range(count)),
             output_dir=str(folder),
-            chunk_bytes=options["chunk_bytes"],
+            chunk_bytes=self.chunk_bytes,
             num_workers=writers,
             use_checkpoint=True,  # an interrupted split continues where it stopped
             keep_data_ordered=True,  # record p is position p
@@ -144,16 +147,16 @@ class Job:
             # the writers read files and encode PNGs, no CUDA: fork starts them in a fraction
             # of spawn's time (which re-imports torch in each)
             start_method="fork" if sys.platform == "linux" else None,
-            verbose=options["verbose"],
+            verbose=self.verbose,
         )
         skipped = check_written(folder, count, self.on_corrupt == "skip")
         self.record(split, count, wanted, skipped, order)
 
-    def writers(self, split: str, asked: int | None, mode: str | None) -> int:
+    def writers(self, split: str, mode: str | None) -> int:
         """How many writers: litdata continues an interrupted split only with the writers it
         started with, so a continued split keeps them (and says so)."""
         path = self.out / f".{split}.writers.json"
-        writers = asked or min(8, os.cpu_count() or 1)
+        writers = self.num_workers or min(8, os.cpu_count() or 1)
         if mode is None and path.is_file():
             before = json.loads(path.read_text())["num_workers"]
             if before != writers:
