@@ -64,19 +64,19 @@ def steps_of(view: Any) -> dict[str, Any]:
     """The steps of a lightly view transform that the device path does, by kind; a step that
     never happens (p = 0) is passed over, any other step is refused, by name."""
     found: dict[str, Any] = {}
-    kinds = (
-        (T.RandomResizedCrop, "crop", lambda step: step),
-        (T.RandomHorizontalFlip, "flip", lambda step: step.p),
-        (T.RandomGrayscale, "gray", lambda step: step.p),
-        (GaussianBlur, "blur", lambda step: step),
-        (RandomSolarization, "solarize", lambda step: step),
-    )
     for step in getattr(view, "transform", view).transforms:
-        kind = next(((name, value) for cls, name, value in kinds if isinstance(step, cls)), None)
-        if kind is not None:
-            found[kind[0]] = kind[1](step)
+        if isinstance(step, T.RandomResizedCrop):
+            found["crop"] = step
+        elif isinstance(step, T.RandomHorizontalFlip):
+            found["flip"] = step.p
         elif isinstance(step, T.RandomApply) and isinstance(step.transforms[0], T.ColorJitter):
             found["jitter"] = step
+        elif isinstance(step, T.RandomGrayscale):
+            found["gray"] = step.p
+        elif isinstance(step, GaussianBlur):
+            found["blur"] = step
+        elif isinstance(step, RandomSolarization):
+            found["solarize"] = step
         elif isinstance(step, T.RandomVerticalFlip) and step.p == 0:
             continue
         elif isinstance(step, RandomRotate) and step.prob == 0:
