@@ -10,6 +10,7 @@ online (student) backbone is evaluated by default; ``--network target`` takes th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import TypedDict
 
@@ -61,7 +62,7 @@ def request_features(request: Request) -> tuple[Tensor, Tensor, Tensor, Tensor, 
 
 class Features(TypedDict, total=False):
     """Which frozen features a protocol scores, of which network, computed where: the options
-    ``knn`` and ``linear`` share (``DEFAULTS`` where not given).
+    ``knn`` and ``linear`` share (``Request``'s defaults where not given).
 
     Attributes:
         network: "online" (student) or "target" (EMA) backbone; default online.
@@ -80,17 +81,6 @@ class Features(TypedDict, total=False):
     batch_size: int
     num_workers: int
     device: str
-
-
-DEFAULTS: Features = {
-    "network": "online",
-    "random_init": False,
-    "pixels": False,
-    "root": None,
-    "batch_size": 256,
-    "num_workers": 4,
-    "device": "auto",
-}
 
 
 def knn(
@@ -123,16 +113,19 @@ def linear(
     return _evaluate("linear", f"linear ({epochs} epochs", score, Request(ckpt, **features))
 
 
+@dataclass(frozen=True)
 class Request:
-    """What both evaluation commands read: which features, of which checkpoint, where."""
+    """What both evaluation commands read: which features (``Features``), of which checkpoint,
+    where; an option it does not have is a TypeError that names it."""
 
-    def __init__(self, ckpt: str, **features: Unpack[Features]) -> None:
-        unknown = set(features) - set(DEFAULTS)
-        if unknown:
-            raise TypeError(f"minc-lightning-eval: unknown options {sorted(unknown)}")
-        self.ckpt = ckpt
-        for name, value in (DEFAULTS | features).items():
-            setattr(self, name, value)
+    ckpt: str
+    network: Network = "online"
+    random_init: bool = False
+    pixels: bool = False
+    root: str | None = None
+    batch_size: int = 256
+    num_workers: int = 4
+    device: str = "auto"
 
 
 def _evaluate(command: str, label: str, score, request: Request) -> dict[str, float]:
