@@ -79,13 +79,14 @@ def lr_to_try(runs: list[dict], start: tuple[float, ...] = LR_START) -> list[flo
     factor of 2 beyond whichever end holds the best rate (none once it is inside, or at
     ``LR_BOUNDS``)."""
     tried = sorted({r["lr"] for r in runs})
-    missing = [lr for lr in start if lr not in tried]
+    low, high = LR_BOUNDS
+    missing = [lr for lr in start if lr not in tried and low <= lr <= high]
     if missing:
         return missing
     chosen = best(runs)["lr"]
-    if chosen == tried[-1] and chosen * 2 <= LR_BOUNDS[1]:
+    if chosen == tried[-1] and chosen * 2 <= high:
         return [chosen * 2]
-    if chosen == tried[0] and chosen / 2 >= LR_BOUNDS[0]:
+    if chosen == tried[0] and chosen / 2 >= low:
         return [chosen / 2]
     return []
 

@@ -1105,3 +1105,11 @@ def test_the_carried_alpha_is_judged_only_once_every_cell_has_run():
     assert section.verdicts(tuned, exact)[0].verdict == "holds"
     tuned["runs"][-3:] = runs("minc_full", 8, 0.95, 0.5)  # tuned well ahead at one cell
     assert section.verdicts(tuned, exact)[0].verdict == "does not hold"
+
+
+def test_tuning_never_trains_a_rate_beyond_the_bounds():
+    """A rate still rising at the top bound is not bracketed again beyond it."""
+    from benchmarks import estimators
+
+    runs, chosen = _tune("byol", lambda s: 0.5 + s["lr"] / 1000)  # higher is always better
+    assert max(r["lr"] for r in runs) == estimators.LR_BOUNDS[1] == chosen["lr"]
