@@ -95,19 +95,17 @@ def _at(runs: list[dict], **values) -> list[dict]:
     return [r for r in runs if all(r.get(k) == v for k, v in values.items())]
 
 
-def selection(runs: list[dict], estimator: str, batch: int) -> tuple[list[dict], dict]:
+def selection(runs: list[dict], estimator: str, batch: int) -> tuple[list[dict], dict | None]:
     """Where tuning one cell stands, from the selection seed's runs so far: the settings still
-    to train (none once the cell is tuned) and the setting chosen so far (lr, then mu and alpha
-    where tuned). lr at the defaults, then mu, then alpha at that lr, then lr bracketed again
+    to train and, once there are none, the chosen setting (lr, and mu and alpha where tuned);
+    None before. lr at the defaults, then mu, then alpha at that lr, then lr bracketed again
     around it where they moved. Pure: the tests feed it invented accuracies."""
     names = ESTIMATORS[estimator][1]
     mine = _at(runs, estimator=estimator, batch_size=batch, seed=SELECTION_SEED)
     chosen = {k: DEFAULT[k] for k in names}
 
-    def todo(values: dict, lrs: list[float]) -> tuple[list[dict], dict]:
-        lr = best(_at(mine, **chosen)) or {"lr": LR_START[0]}
-        sofar = {"lr": lr["lr"]} | chosen
-        return [setting(estimator, batch, SELECTION_SEED, r, **values) for r in lrs], sofar
+    def todo(values: dict, lrs: list[float]) -> tuple[list[dict], None]:
+        return [setting(estimator, batch, SELECTION_SEED, r, **values) for r in lrs], None
 
     if lrs := lr_to_try(_at(mine, **chosen)):
         return todo(chosen, lrs)

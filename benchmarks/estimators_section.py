@@ -39,9 +39,8 @@ def settings(runs: list[dict]) -> dict[tuple[str, int], dict]:
     out = {}
     for estimator in study.ESTIMATORS:
         for batch in sorted({r["batch_size"] for r in runs}):
-            todo, chosen = study.selection(runs, estimator, batch)
-            mine = [r for r in runs if (r["estimator"], r["batch_size"]) == (estimator, batch)]
-            if mine and not todo:
+            chosen = study.selection(runs, estimator, batch)[1]
+            if chosen is not None:
                 out[estimator, batch] = chosen
     return out
 
@@ -141,9 +140,15 @@ def context(result: dict, draw) -> dict | None:
     )
     reported = sum(r["seed"] != study.SELECTION_SEED for r in runs)
     cells = len(study.ESTIMATORS) * 3
+    at_bound = [f"{NAMES[e]} at {b}" for (e, b), s in chosen.items() if s["lr"] in study.LR_BOUNDS]
     progress = (
         f"So far: {len(runs)} runs ({reported} reported), {len(chosen)} of {cells} cells tuned"
         + (f" ({tuned_text})" if tuned_text else "")
+        + (
+            f"; chosen at a bound of the lr grid, so not inside it: {', '.join(at_bound)}"
+            if at_bound
+            else ""
+        )
         + ". Linear top-1 (%), mean ± sd over the fresh seeds (their count in brackets):"
     )
     found = verdicts(result)

@@ -1113,3 +1113,13 @@ def test_tuning_never_trains_a_rate_beyond_the_bounds():
 
     runs, chosen = _tune("byol", lambda s: 0.5 + s["lr"] / 1000)  # higher is always better
     assert max(r["lr"] for r in runs) == estimators.LR_BOUNDS[1] == chosen["lr"]
+
+
+def test_a_cell_chosen_at_a_bound_of_the_lr_grid_is_said():
+    from benchmarks import estimators, estimators_section
+
+    runs, _ = _tune("byol", lambda s: 0.5 + s["lr"] / 1000)
+    runs = [r | {"knn": 0.5} for r in runs]
+    text = estimators_section.context({"runs": runs}, lambda fig, name: "")["progress"]
+    assert "chosen at a bound of the lr grid, so not inside it: BYOL at 64" in text
+    assert estimators.selection(runs[:2], "byol", 64)[1] is None  # not tuned yet: no setting
