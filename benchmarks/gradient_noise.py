@@ -109,17 +109,16 @@ def exact_part(args: argparse.Namespace) -> list[dict]:
     lr = store["chosen"]["minc_tril"]["64"]
     steps = config["samples"] // 64
     marks = (0, steps // 8, steps // 2, steps)
+    trained_rate = exact.rate_at(alpha, "minc_tril", 64)
     out = []
     for seed in range(args.exact_seeds):
-        rate = exact.rate_at(alpha, "minc_tril", 64)
-        trajectory = (g, "minc_tril", 64, lr, seed, config["samples"], config["k"], rate)
+        trajectory = (g, "minc_tril", 64, lr, seed, config["samples"], config["k"], trained_rate)
         run = exact.train(*trajectory, evals=4, snapshots=marks)
         for (step, F), estimator, batch in itertools.product(
             run["snapshots"].items(), EXACT_ESTIMATORS, BATCHES
         ):
-            rate = {"minc_tril": exact.rate_at(alpha, estimator, batch), "batch_moment": 1.0}.get(
-                estimator
-            )
+            # the batch moment's Λ is the batch's own; SCL has none (rate_at gives None)
+            rate = 1.0 if estimator == "batch_moment" else exact.rate_at(alpha, estimator, batch)
             grads = exact_gradients(g, F, estimator, batch, rate, args.exact_batches, seed + 1)
             field = mean_field(F, g, estimator).flatten()
             record = {"seed": seed, "fraction": step / steps, "estimator": estimator}
