@@ -50,6 +50,7 @@ BATCHES = (32, 64, 256)
 WARM = 50  # batches of Λ's EMA at fixed weights before measuring (rates ≥ 0.03 per step)
 EXACT_ESTIMATORS = ("minc_tril", "batch_moment", "scl")
 REAL_ESTIMATORS = ("minc", "batch_moment", "scl")
+REAL_BATCHES = 16  # batches a point of the real part is measured over (--real_batches)
 
 
 def relative_noise(grads: Tensor, mean: Tensor | None = None) -> dict[str, float]:
@@ -171,7 +172,7 @@ class NoiseProbe(L.Callback):
         pl_module.load_state_dict(state)
         torch.set_rng_state(rng)
         fraction = trainer.global_step / (trainer.num_training_batches * trainer.max_epochs)
-        point = {"step": trainer.global_step, "fraction": fraction}
+        point = {"step": trainer.global_step, "fraction": fraction, "batches": len(grads)}
         self.points.append(point | relative_noise(torch.stack(grads)))
         print(f"noise {self.points[-1]}", flush=True)
 
@@ -198,7 +199,7 @@ def main() -> None:
     p.add_argument("--part", choices=("exact", "real"), required=True)
     p.add_argument("--exact_seeds", type=int, default=3)
     p.add_argument("--exact_batches", type=int, default=400)
-    p.add_argument("--real_batches", type=int, default=16)
+    p.add_argument("--real_batches", type=int, default=REAL_BATCHES)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--out", type=Path, default=DATA / "gradient_noise.json")
     p.add_argument("--run_dir", type=Path, default=ROOT / "runs" / "gradient_noise")

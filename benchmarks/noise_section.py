@@ -15,6 +15,7 @@ from statistics import median
 import matplotlib.pyplot as plt
 
 from benchmarks.claims import NOISE, Verdict
+from benchmarks.gradient_noise import REAL_BATCHES
 from benchmarks.verdicts import Sample, claim_every_batch
 
 EXACT, REAL = "exact objective, gradient noise", "Fashion-MNIST, gradient noise"
@@ -88,6 +89,15 @@ def table(found: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def real_batches(result: dict) -> str:
+    """How many batches each real point was measured over: as the runs recorded it, else the
+    script's default (no real run yet)."""
+    counts = {
+        p["batches"] for r in result.get("runs", []) for p in r.get("noise", []) if "batches" in p
+    }
+    return ", ".join(map(str, sorted(counts))) or str(REAL_BATCHES)
+
+
 def context(result: dict, draw) -> dict | None:
     found = {k: v for k, v in records(result).items() if v}
     if not found:
@@ -100,7 +110,7 @@ def context(result: dict, draw) -> dict | None:
         "every batch holds, above 0 at any does not hold."
     )
     return {
-        "real_batches": "16",
+        "real_batches": real_batches(result),
         "table": tables,
         "figure": draw(figure(found), "gradient_noise.png"),
         "verdicts": "\n".join(lines + [rule]),
