@@ -11,6 +11,7 @@ the cells); behind at any cell: does not hold; otherwise inconclusive.
 from __future__ import annotations
 
 from benchmarks.claims import PREDICTS, Claim, Verdict, pm
+from benchmarks.exact_alpha import MINC
 from benchmarks.rows import reached
 from benchmarks.spectral_exact import rate_at
 from benchmarks.verdicts import FAILS, HOLDS, UNSURE, Sample, compare
@@ -21,6 +22,11 @@ RULE = Claim(
     "(rule) the EMA rule's carried alpha loses nothing to alpha tuned per cell",
     "The alpha carried by the EMA rule reaches the per-cell tuned alpha's J/J* at every cell",
 )
+
+
+def expected_cells(exact: dict) -> int:
+    """The cells the study tunes: each MINC form at each batch of the exact benchmark."""
+    return len(MINC) * len(exact.get("config", {}).get("batches", []))
 
 
 def finals(runs: list[dict], objective: str, batch: int) -> Sample:
@@ -61,7 +67,7 @@ def verdicts(result: dict, exact: dict) -> list[Verdict]:
         f"{c['objective']} {c['batch']}": compare(c["carried"], c["tuned"], tests=len(found))
         for c in found
     }
-    expected = 2 * len(exact.get("config", {}).get("batches", []))  # MINC's two forms
+    expected = expected_cells(exact)
     complete = len(found) >= expected
     verdict = FAILS if "behind" in per.values() else HOLDS if complete else UNSURE
     behind = [k for k, r in per.items() if r == "behind"]
@@ -92,8 +98,7 @@ def context(result: dict, exact: dict, alphas: tuple[float, ...]) -> dict | None
     return {
         "alphas": ", ".join(f"{a:g}" for a in alphas),
         "carried": f"{exact.get('alpha_per_256', {}).get('minc_tril', float('nan')):g}",
-        "progress": f"{done} of {2 * len(exact['config']['batches'])} cells have their fresh "
-        "seeds so far.",
+        "progress": f"{done} of {expected_cells(exact)} cells have their fresh seeds so far.",
         "table": "\n".join(lines),
         "verdicts": "\n".join(f"- {v.line()}" for v in verdicts(result, exact))
         or "- No verdict yet.",
