@@ -158,6 +158,7 @@ CLAIMS = (
 EXACT_PER_CELL = "exact objective"
 EXACT_ONE_SETTING = "exact objective, one setting"
 TUNED = "lr per objective"
+LONG_RUN = "Fashion-MNIST, one long run"  # recipe_curve.py's
 
 
 # --- how each claim is judged -------------------------------------------------------------------
@@ -436,7 +437,7 @@ def judge_all(ev: Evidence) -> list[Verdict]:
         for metric in ("linear", "knn") if points else ():
             claim = Claim(RECIPE.key, RECIPE.table.format(name=name, metric=metric), RECIPE.section)
             judged = judge_recipe(points, pixels[metric], metric)
-            out.append(Verdict(claim, "Fashion-MNIST, one long run", *judged, metric, source=name))
+            out.append(Verdict(claim, LONG_RUN, *judged, metric, source=name))
     for name, result in ev.multicrop.items():
         out += judge_multicrop(result, name)
     out += judge_shards(ev.streaming)

@@ -27,6 +27,7 @@ from benchmarks.accuracy_section import comparison_context, tuned_context
 from benchmarks.claims import (
     EXACT_ONE_SETTING,
     EXACT_PER_CELL,
+    LONG_RUN,
     SHARDS_EVIDENCE,
     TUNED,
     Evidence,
@@ -72,7 +73,7 @@ SECTIONS = {  # evidence → the section that shows it
     estimators_section.EVIDENCE: "estimators",
     budget("quickstart"): "comparison",
     LR_TUNED: "tuned",
-    "Fashion-MNIST, one long run": "recipe",
+    LONG_RUN: "recipe",
     noise_section.EXACT: "gradient_noise",
     noise_section.REAL: "gradient_noise",
     where_lambda_section.EVIDENCE: "where_lambda",
@@ -96,6 +97,11 @@ def slug(heading: str) -> str:
 def claims_context(verdicts: list[Verdict], anchors: dict[str, str]) -> dict | None:
     """One row per claim of ``DECIDERS``: the deciding evidence's verdict and numbers, and the
     other evidence's verdicts, each linked to its section. Retired evidence never appears."""
+
+    def link(evidence: str) -> str:
+        anchor = anchors.get(SECTIONS.get(evidence, ""))
+        return f"[{evidence}](#{anchor})" if anchor else evidence
+
     rows = []
     for key, preferred in DECIDERS.items():
         found = [v for v in verdicts if v.claim.key == key and v.in_table and v.evidence != SHORT]
@@ -105,11 +111,6 @@ def claims_context(verdicts: list[Verdict], anchors: dict[str, str]) -> dict | N
         if not by_evidence:
             continue
         decider = next((e for e in preferred if e in by_evidence), next(iter(by_evidence)))
-
-        def link(evidence: str) -> str:
-            anchor = anchors.get(SECTIONS.get(evidence, ""))
-            return f"[{evidence}](#{anchor})" if anchor else evidence
-
         mine = by_evidence[decider]
         if len(mine) == 1:
             claim, verdict, numbers = mine[0].claim.table, mine[0].verdict, mine[0].numbers
