@@ -18,10 +18,11 @@ import math
 import matplotlib.pyplot as plt
 
 from benchmarks.claims import DIAGONAL, LAMBDA_ACTS, Verdict
+from benchmarks.lambda_settings import QUICKSTART
 from benchmarks.verdicts import FAILS, HOLDS, UNSURE, claim_lambda_diagonal
 
 ONE_RUN_MARGIN = 0.01  # a point of top-1; seeds of one quickstart setting spread 0.2-0.3 points
-SHIPPED = {"mu": 1.0, "triangular": True, "alpha": 0.1, "use_predictor": True}
+SHIPPED = {k: v for k, v in QUICKSTART.items() if k != "lr"}  # the loss settings shipped
 SETTING_KEYS = ("mu", "alpha", "use_predictor")
 
 
