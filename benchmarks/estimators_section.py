@@ -14,7 +14,6 @@ import matplotlib.pyplot as plt
 from benchmarks import estimators as study
 from benchmarks.claims import BYOL, EVERY, LAMBDA_ACTS, SMALL_VS_LARGE, Verdict, pm
 from benchmarks.verdicts import (
-    ALPHA,
     BYOL_MARGIN,
     DIFFERENT,
     EQUIVALENT,
@@ -25,9 +24,7 @@ from benchmarks.verdicts import (
     claim_close_to_byol,
     claim_every_batch,
     claim_small_vs_large,
-    corrected,
-    equivalence,
-    paired,
+    equivalence_per_batch,
 )
 
 EVIDENCE = "Fashion-MNIST, estimators in one network"
@@ -80,14 +77,12 @@ def ready(*groups: dict[int, Sample]) -> bool:
 def differs(minc: dict[int, Sample], byol: dict[int, Sample]) -> tuple[str, list[str]]:
     """Λ's term makes a difference: MINC and BYOL different beyond ``BYOL_MARGIN`` at some batch
     (holds), equivalent within it at every batch (does not hold), else inconclusive."""
-    level = corrected(ALPHA, len(minc))
-    found, parts = [], []
-    for n in sorted(minc):
-        pairs = paired(minc[n], byol[n])
-        a, b = pairs if pairs else (minc[n], byol[n])
-        verdict, ci = equivalence(a, b, BYOL_MARGIN, paired=pairs is not None, alpha=level)
-        found.append(verdict)
-        parts.append(f"{n}: {100 * ci.value:+.2f} [{100 * ci.low:+.2f}, {100 * ci.high:+.2f}]")
+    per = equivalence_per_batch(minc, byol, BYOL_MARGIN)
+    found = [verdict for verdict, _ in per.values()]
+    parts = [
+        f"{n}: {100 * ci.value:+.2f} [{100 * ci.low:+.2f}, {100 * ci.high:+.2f}]"
+        for n, (_, ci) in per.items()
+    ]
     if DIFFERENT in found:
         return HOLDS, parts
     return (FAILS if all(v == EQUIVALENT for v in found) else UNSURE), parts

@@ -124,13 +124,7 @@ def claim_close_to_byol(minc: dict[int, list[float]], byol: dict[int, list[float
     sizes): holds; collapse, or a difference beyond the margin at any batch: does not hold."""
     if any(mean_se(v)[0] <= 2 * CHANCE for v in minc.values()):
         return FAILS
-    sizes = sorted(set(minc) & set(byol))
-    level = corrected(ALPHA, len(sizes))
-    found = []
-    for n in sizes:
-        pairs = paired(minc[n], byol[n])
-        a, b = pairs if pairs else (minc[n], byol[n])
-        found.append(equivalence(a, b, BYOL_MARGIN, paired=pairs is not None, alpha=level)[0])
+    found = [verdict for verdict, _ in equivalence_per_batch(minc, byol, BYOL_MARGIN).values()]
     if found and all(v == EQUIVALENT for v in found):
         return HOLDS
     return FAILS if DIFFERENT in found else UNSURE
@@ -234,6 +228,21 @@ def equivalence(
     if ci.low >= margin or ci.high <= -margin:
         return DIFFERENT, ci
     return UNSURE, ci
+
+
+def equivalence_per_batch(
+    a: dict[int, list[float]], b: dict[int, list[float]], margin: float
+) -> dict[int, tuple[str, Interval]]:
+    """``equivalence`` at each batch size both have, paired by seed where the seeds are shared,
+    ALPHA shared among the batch sizes (a claim over all of them)."""
+    sizes = sorted(set(a) & set(b))
+    level = corrected(ALPHA, len(sizes))
+    out = {}
+    for n in sizes:
+        pairs = paired(a[n], b[n])
+        x, y = pairs if pairs else (a[n], b[n])
+        out[n] = equivalence(x, y, margin, paired=pairs is not None, alpha=level)
+    return out
 
 
 def corrected(alpha: float, claims: int) -> float:
