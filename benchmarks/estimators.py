@@ -46,7 +46,7 @@ CONFIG = ROOT / "configs" / "quickstart.yaml"
 SELECTION_SEED = 100
 DEFAULT = {"alpha": 0.1, "mu": 1.0}  # the quickstart's
 LR_START = (1.0, 2.0, 4.0)
-LR_BOUNDS = (1 / 16, 64.0)  # a rate beyond these is not tried: the grid's end is then said
+LR_BOUNDS = (1 / 16, 256.0)  # a rate beyond these is not tried: the grid's end is then said
 MUS = (1.0, 16.0)
 ALPHAS = (0.01, 0.1, 1.0)
 

@@ -19,8 +19,11 @@ from lightning.pytorch import Callback
 from benchmarks.common import score
 from minc_lightning.cli import run_cli
 from minc_lightning.diagnostics import lambda_diagnostics
+from minc_lightning.errors import Diverged
 from minc_lightning.loss import MINCLoss
 from minc_lightning.scoring import Pixels, reinitialise
+
+DIVERGED = {"knn": float("-inf"), "linear": float("-inf")}  # the scores of a diverged fit
 
 __all__ = ["Curve", "Pixels", "final_point", "fit_with_curve", "protocol_score", "run_missing"]
 
@@ -120,11 +123,18 @@ def final_point(
 ) -> dict:
     """Train ``config`` and score the end of training as the curve does: the wall seconds of the
     whole fit, then the epoch, training seconds, kNN and linear accuracy (and, with
-    ``baselines``, the pixels' and the random network's scores under ``"baselines"``)."""
+    ``baselines``, the pixels' and the random network's scores under ``"baselines"``).
+
+    A fit that diverges is a result, not a crash of the study that asked for it (a rate past the
+    top of a tuning grid often does): its accuracies are −∞, so it is never chosen, and
+    ``"diverged"`` holds the reason."""
     with tempfile.TemporaryDirectory() as tmp:
         curve = Curve([], Path(tmp) / "curve.json", {}, baselines=baselines)
         started = time.time()
-        fit_with_curve(curve, config, run_dir, cli_args, extra_callbacks)
+        try:
+            fit_with_curve(curve, config, run_dir, cli_args, extra_callbacks)
+        except Diverged as error:
+            return {"wall_seconds": time.time() - started, "diverged": str(error)} | DIVERGED
         wall_seconds = time.time() - started
     point = {"wall_seconds": wall_seconds} | curve.result["points"][-1]
     return point | ({"baselines": curve.result["baselines"]} if baselines else {})

@@ -1107,6 +1107,24 @@ def test_the_carried_alpha_is_judged_only_once_every_cell_has_run():
     assert section.verdicts(tuned, exact)[0].verdict == "does not hold"
 
 
+def test_a_rate_that_diverges_closes_the_grid_from_above(monkeypatch, tmp_path):
+    """A fit that diverges is recorded with −∞ accuracy (not a crash of the study), so the rate
+    below it is chosen and lies inside the grid."""
+    from benchmarks import runner
+    from minc_lightning.errors import Diverged
+
+    def diverging_fit(*args, **kwargs):
+        raise Diverged("weights became non-finite at step 3")
+
+    monkeypatch.setattr(runner, "fit_with_curve", diverging_fit)
+    point = runner.final_point(tmp_path / "config.yaml", tmp_path / "run", [])
+    assert point["diverged"] == "weights became non-finite at step 3"
+    assert point["linear"] == point["knn"] == float("-inf")
+
+    runs, chosen = _tune("byol", lambda s: point["linear"] if s["lr"] > 32 else s["lr"] / 100)
+    assert chosen["lr"] == 32 and max(r["lr"] for r in runs) == 64
+
+
 def test_tuning_never_trains_a_rate_beyond_the_bounds():
     """A rate still rising at the top bound is not bracketed again beyond it."""
     from benchmarks import estimators
