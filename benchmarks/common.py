@@ -38,6 +38,6 @@ def score(
         backbone, dm.eval_dataloader("train"), dm.eval_dataloader("val"), device, dm.num_classes
     )
     return {
-        "knn": knn_accuracy(*features, k=knn_k, temperature=0.1)["top1"],
-        "linear": linear_accuracy(*features, epochs=linear_epochs)["top1"],
+        "knn": knn_accuracy(features, k=knn_k, temperature=0.1)["top1"],
+        "linear": linear_accuracy(features, epochs=linear_epochs)["top1"],
     }

@@ -22,19 +22,28 @@ def test_knn_weighted_vote_by_hand():
     labels = torch.tensor([0, 0, 1, 1])
     queries = torch.tensor([[1.0, 0.05], [0.05, 1.0], [0.6, 0.5]])
     # k=4: every point votes with exp(cos/T); the third query is nearer class 0 by angle
-    result = scoring.knn_accuracy(bank, labels, queries, torch.tensor([0, 1, 0]), 2, k=4)
+    result = scoring.knn_accuracy(
+        scoring.SplitFeatures(bank, labels, queries, torch.tensor([0, 1, 0]), 2), k=4
+    )
     assert result["top1"] == 1.0
-    wrong = scoring.knn_accuracy(bank, labels, queries, torch.tensor([1, 0, 1]), 2, k=4)
+    wrong = scoring.knn_accuracy(
+        scoring.SplitFeatures(bank, labels, queries, torch.tensor([1, 0, 1]), 2), k=4
+    )
     assert wrong["top1"] == 0.0 and wrong["top5"] == 1.0  # top-k capped at the classes
 
 
 def test_knn_and_linear_separate_clusters_and_not_noise():
     xtr, ytr = clusters(points_seed=0)
     xte, yte = clusters(n=100, points_seed=1)  # held out: the same clusters, other points
-    assert scoring.knn_accuracy(xtr, ytr, xte, yte, 4, k=20)["top1"] > 0.95
-    assert scoring.linear_accuracy(xtr, ytr, xte, yte, 4, epochs=20)["top1"] > 0.95
+    assert scoring.knn_accuracy(scoring.SplitFeatures(xtr, ytr, xte, yte, 4), k=20)["top1"] > 0.95
+    assert (
+        scoring.linear_accuracy(scoring.SplitFeatures(xtr, ytr, xte, yte, 4), epochs=20)["top1"]
+        > 0.95
+    )
     shuffled = ytr[torch.randperm(len(ytr), generator=torch.Generator().manual_seed(1))]
-    assert scoring.knn_accuracy(xtr, shuffled, xte, yte, 4, k=20)["top1"] < 0.5
+    assert (
+        scoring.knn_accuracy(scoring.SplitFeatures(xtr, shuffled, xte, yte, 4), k=20)["top1"] < 0.5
+    )
 
 
 def test_features_are_extracted_in_eval_mode():
@@ -75,8 +84,10 @@ def test_knn_and_linear_commands_on_a_cli_checkpoint(trained, network):
     cpu = torch.device("cpu")
     xtr, ytr = scoring.extract_features(backbone, dm.eval_dataloader("train"), cpu)
     xte, yte = scoring.extract_features(backbone, dm.eval_dataloader("val"), cpu)
-    assert knn == scoring.knn_accuracy(xtr, ytr, xte, yte, 10, k=5)
-    assert linear == scoring.linear_accuracy(xtr, ytr, xte, yte, 10, epochs=2)
+    assert knn == scoring.knn_accuracy(scoring.SplitFeatures(xtr, ytr, xte, yte, 10), k=5)
+    assert linear == scoring.linear_accuracy(
+        scoring.SplitFeatures(xtr, ytr, xte, yte, 10), epochs=2
+    )
     assert not torch.equal(
         scoring.extract_features(model.backbone, dm.eval_dataloader("val"), cpu)[0],
         scoring.extract_features(model.target_backbone, dm.eval_dataloader("val"), cpu)[0],
@@ -114,7 +125,7 @@ def test_pixels_baseline_scores_the_eval_images_themselves(trained):
     xtr, ytr = scoring.extract_features(scoring.Pixels(), dm.eval_dataloader("train"), cpu)
     xte, yte = scoring.extract_features(scoring.Pixels(), dm.eval_dataloader("val"), cpu)
     assert xtr.shape[1] == 28 * 28
-    assert result == scoring.knn_accuracy(xtr, ytr, xte, yte, 10, k=5)
+    assert result == scoring.knn_accuracy(scoring.SplitFeatures(xtr, ytr, xte, yte, 10), k=5)
 
 
 def test_scoring_leaves_the_callers_random_state_as_it_was():
@@ -123,6 +134,8 @@ def test_scoring_leaves_the_callers_random_state_as_it_was():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    first = scoring.linear_accuracy(x, y, x, y, 4, epochs=2)
+    first = scoring.linear_accuracy(scoring.SplitFeatures(x, y, x, y, 4), epochs=2)
     assert torch.equal(torch.rand(3), expected)
-    assert scoring.linear_accuracy(x, y, x, y, 4, epochs=2) == first  # and repeatable
+    assert (
+        scoring.linear_accuracy(scoring.SplitFeatures(x, y, x, y, 4), epochs=2) == first
+    )  # and repeatable

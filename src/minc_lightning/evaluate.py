@@ -16,7 +16,6 @@ from typing import TypedDict
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch import Tensor
 from typing_extensions import Unpack  # typing's from Python 3.11
 
 from minc_lightning.checkpoint_files import load_checkpoint
@@ -25,6 +24,7 @@ from minc_lightning.errors import BadCheckpoint, reports_user_errors
 from minc_lightning.loading import Network, load_backbone
 from minc_lightning.scoring import (
     Pixels,
+    SplitFeatures,
     knn_accuracy,
     linear_accuracy,
     reinitialise,
@@ -33,7 +33,7 @@ from minc_lightning.scoring import (
 from minc_lightning.validation import check, non_negative_int, one_of, positive, positive_int
 
 
-def request_features(request: Request) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+def request_features(request: Request) -> SplitFeatures:
     """The frozen features of both splits of the checkpoint's data that ``request`` names."""
     checkpoint = load_checkpoint(request.ckpt, flag="--ckpt")  # read once: weights and data
     backbone = load_backbone(request.ckpt, request.network, flag="--ckpt", checkpoint=checkpoint)
@@ -129,14 +129,14 @@ class Request:
 
 
 def _evaluate(command: str, label: str, score, request: Request) -> dict[str, float]:
-    """Features of both splits, ``score(train_x, train_y, val_x, val_y, classes)``, a log line."""
+    """Features of both splits, ``score`` of them, a log line."""
     check(
         f"minc-lightning-eval {command}",
         network=(request.network, one_of(("online", "target"))),
         batch_size=(request.batch_size, positive_int),
         num_workers=(request.num_workers, non_negative_int),
     )
-    result = score(*request_features(request))
+    result = score(request_features(request))
     what = f"{request.network} backbone{', random init' if request.random_init else ''}"
     rank_zero_info(
         f"{label}, {'raw pixels' if request.pixels else what}): top-1 "

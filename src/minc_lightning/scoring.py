@@ -7,6 +7,7 @@ benchmarks all score with these."""
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,17 @@ from lightly.utils.benchmarking.knn import knn_predict
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
+
+
+class SplitFeatures(NamedTuple):
+    """What every score takes: frozen features and labels of the training split (the bank, or
+    the head's data) and of the split it is scored on, and the number of classes."""
+
+    train: Tensor  # (N, F)
+    train_labels: Tensor  # (N,)
+    test: Tensor  # (M, F)
+    test_labels: Tensor  # (M,)
+    num_classes: int
 
 
 @torch.no_grad()
@@ -40,64 +52,54 @@ def topk_accuracy(ranked: Tensor, labels: Tensor, k: int) -> float:
     return (ranked[:, :k] == labels[:, None]).any(dim=1).float().mean().item()
 
 
-def knn_accuracy(
-    train_feats: Tensor,
-    train_labels: Tensor,
-    test_feats: Tensor,
-    test_labels: Tensor,
-    num_classes: int,
-    k: int = 200,
-    temperature: float = 0.1,
-    chunk: int = 1024,
-) -> dict[str, float]:
-    """Weighted kNN (Wu et al. 2018) on cosine similarity: top-1 and top-5 accuracy."""
-    bank = F.normalize(train_feats, dim=1).T.contiguous()  # (F, N)
-    k = min(k, train_feats.shape[0])
-    ranked = torch.cat(
-        [
-            knn_predict(F.normalize(q, dim=1), bank, train_labels, num_classes, k, temperature)
-            for q in test_feats.split(chunk)
-        ]
-    )
+def top_accuracies(ranked: Tensor, data: SplitFeatures) -> dict[str, float]:
+    """Top-1 and top-5 (top-C below 5 classes) accuracy of ``ranked`` on the scored split."""
+    labels, classes = data.test_labels, data.num_classes
     return {
-        "top1": topk_accuracy(ranked, test_labels, 1),
-        "top5": topk_accuracy(ranked, test_labels, min(5, num_classes)),
+        "top1": topk_accuracy(ranked, labels, 1),
+        "top5": topk_accuracy(ranked, labels, min(5, classes)),
     }
 
 
+def knn_accuracy(
+    data: SplitFeatures, k: int = 200, temperature: float = 0.1, chunk: int = 1024
+) -> dict[str, float]:
+    """Weighted kNN (Wu et al. 2018) on cosine similarity: top-1 and top-5 accuracy."""
+    bank = F.normalize(data.train, dim=1).T.contiguous()  # (F, N)
+    k = min(k, data.train.shape[0])
+    ranked = torch.cat(
+        [
+            knn_predict(
+                F.normalize(q, dim=1), bank, data.train_labels, data.num_classes, k, temperature
+            )
+            for q in data.test.split(chunk)
+        ]
+    )
+    return top_accuracies(ranked, data)
+
+
 def linear_accuracy(
-    train_feats: Tensor,
-    train_labels: Tensor,
-    test_feats: Tensor,
-    test_labels: Tensor,
-    num_classes: int,
-    epochs: int = 100,
-    lr: float = 0.1,
-    batch_size: int = 256,
-    seed: int = 0,
+    data: SplitFeatures, epochs: int = 100, lr: float = 0.1, batch_size: int = 256, seed: int = 0
 ) -> dict[str, float]:
     """A linear classifier trained on frozen (standardised) features with SGD + cosine decay."""
     with torch.random.fork_rng(devices=[]):  # seeded here; the caller's state is kept
         torch.manual_seed(seed)
-        mean, std = train_feats.mean(0), train_feats.std(0).clamp_min(1e-6)
-        xtr, xte = (train_feats - mean) / std, (test_feats - mean) / std
-        head = nn.Linear(xtr.shape[1], num_classes)
+        mean, std = data.train.mean(0), data.train.std(0).clamp_min(1e-6)
+        xtr, xte = (data.train - mean) / std, (data.test - mean) / std
+        head = nn.Linear(xtr.shape[1], data.num_classes)
         opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
         steps = epochs * math.ceil(len(xtr) / batch_size)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         for _ in tqdm(range(epochs), desc="linear", leave=False):
             for idx in torch.randperm(len(xtr)).split(batch_size):
-                loss = F.cross_entropy(head(xtr[idx]), train_labels[idx])
+                loss = F.cross_entropy(head(xtr[idx]), data.train_labels[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 sched.step()
     with torch.no_grad():
         ranked = head(xte).argsort(dim=1, descending=True)
-    return {
-        "top1": topk_accuracy(ranked, test_labels, 1),
-        "top5": topk_accuracy(ranked, test_labels, min(5, num_classes)),
-    }
+    return top_accuracies(ranked, data)
 
 
 class Pixels(nn.Module):
@@ -117,13 +119,13 @@ def split_features(
     device: torch.device,
     classes: int,
     progress: bool = True,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
-    """(train features, labels, val features, labels, classes): what every score takes; the
-    training split's unlabelled images (STL-10's, label -1) are left out, as they cannot vote."""
+) -> SplitFeatures:
+    """The features of both splits, scored on ``val``; the training split's unlabelled images
+    (STL-10's, label -1) are left out, as they cannot vote."""
     xtr, ytr = extract_features(backbone, train, device, "train features", progress)
     xte, yte = extract_features(backbone, val, device, "val features", progress)
     labelled = ytr >= 0
-    return xtr[labelled], ytr[labelled], xte, yte, classes
+    return SplitFeatures(xtr[labelled], ytr[labelled], xte, yte, classes)
 
 
 def reinitialise(module: nn.Module) -> nn.Module:

@@ -45,5 +45,5 @@ class OnlineKNN(Callback):
         features = split_features(
             pl_module.backbone, *self.loaders, pl_module.device, classes, progress=False
         )
-        top1 = knn_accuracy(*features, k=self.k, temperature=self.temperature)["top1"]
+        top1 = knn_accuracy(features, k=self.k, temperature=self.temperature)["top1"]
         pl_module.log("val/knn_top1", top1)

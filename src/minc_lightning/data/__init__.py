@@ -5,7 +5,7 @@ and ``MINCDataModule``, which puts them together."""
 from minc_lightning.data.batch import unpack_views
 from minc_lightning.data.module import MINCDataModule
 from minc_lightning.data.presets import DATASETS, PRESETS, DatasetEntry, Preset, Source
-from minc_lightning.data.views import default_augmentation, default_views, uint8_output
+from minc_lightning.data.views import default_views, uint8_output, uint8_views
 
 __all__ = [
     "DATASETS",
@@ -14,7 +14,7 @@ __all__ = [
     "MINCDataModule",
     "Preset",
     "Source",
-    "default_augmentation",
+    "uint8_views",
     "default_views",
     "unpack_views",
     "uint8_output",

@@ -39,10 +39,11 @@ from minc_lightning.data.sampling import (
 from minc_lightning.data.shards import ShardImages
 from minc_lightning.data.views import (
     check_view_sizes,
-    default_augmentation,
+    default_views,
     eval_transform,
     local_size_for,
     recipes_of,
+    uint8_views,
 )
 from minc_lightning.errors import BadInput, MissingPath
 from minc_lightning.validation import check, non_negative_int, one_of, optional, positive_int
@@ -231,7 +232,7 @@ class MINCDataModule(LightningDataModule):
     def train_transform(self) -> MultiViewTransform | LoaderViews:
         """The loader's transform of a training image where the views are made."""
         if self.views_on() == "loader":
-            return self.augmentation or default_augmentation(self.preset, *self.view_sizes)
+            return self.augmentation or uint8_views(default_views(self.preset, *self.view_sizes))
         return LoaderViews(self.recipes, crop=self.entry.varied_sizes)
 
     def views_on(self) -> Literal["device", "loader"]:

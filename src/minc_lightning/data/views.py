@@ -86,15 +86,8 @@ def local_size_for(preset: Preset, image_size: int) -> int:
     return max(1, round(side * image_size / preset.image_size))
 
 
-def default_augmentation(
-    preset: Preset,
-    image_size: int,
-    local_views: int = 0,
-    local_size: int | None = None,
-    local_scale: tuple[float, float] | None = None,
-) -> MultiViewTransform:
-    """The loader path's transform: ``default_views`` yielding uint8."""
-    views = default_views(preset, image_size, local_views, local_size, local_scale)
+def uint8_views(views: tuple[BYOLView1Transform | BYOLView2Transform, ...]) -> MultiViewTransform:
+    """The loader path's transform: ``views`` (``default_views``'), each yielding uint8."""
     return MultiViewTransform([uint8_output(v) for v in views])
 
 
