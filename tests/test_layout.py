@@ -4,6 +4,7 @@ or setting working (the README says so)."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -28,6 +29,24 @@ def test_a_config_names_a_callback_by_its_short_path(tmp_path):
     )
     kinds = {type(c).__name__ for c in cli.trainer.callbacks}
     assert {"OnlineKNN", "FastPaths"} <= kinds
+
+
+def test_no_function_in_the_package_is_over_40_lines_nor_its_two_classes_250():
+    """The shape a newcomer reads (issue 36): a function's body (docstring to last line; a
+    signature of many documented options is not logic) fits on a screen, and the module and
+    data module classes stay under 250 lines (their helpers live beside them)."""
+    package = Path(minc_lightning.__file__).parent
+    long_functions, classes = [], {}
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                body = node.end_lineno - node.body[0].lineno + 1
+                if body > 40:
+                    long_functions.append(f"{path.relative_to(package)}:{node.name} ({body})")
+            elif isinstance(node, ast.ClassDef):
+                classes[node.name] = node.end_lineno - node.lineno + 1
+    assert long_functions == []
+    assert classes["MINCModule"] < 250 and classes["MINCDataModule"] < 250, classes
 
 
 def test_the_package_and_its_data_module_name_one_class():

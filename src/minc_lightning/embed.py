@@ -50,7 +50,7 @@ from minc_lightning.errors import (
     UserError,
     reports_user_errors,
 )
-from minc_lightning.loading import Network, Output, load_backbone
+from minc_lightning.loading import Network, Output, device_named, load_backbone
 from minc_lightning.validation import check, non_negative_int, one_of, positive_int
 
 SUFFIXES = (".npz", ".parquet")
@@ -182,21 +182,22 @@ def embed(
     net = load_backbone(ckpt, network, output, flag="--ckpt", checkpoint=checkpoint)
     dm, dataset = images(ckpt, checkpoint, data, split, num_workers, target)
     rows = Rows(dataset, data.on_corrupt, (3, dm.image_size, dm.image_size))
-    auto = "cuda" if torch.cuda.is_available() else "cpu"
-    where = torch.device(auto if device == "auto" else device)
+    where = device_named(device)
     features, labels, kept, skipped = features_of(net, rows, batch_size, num_workers, where)
     ids = ids_of(dataset, dm.root)
-    names = [ids[i] for i in kept]
-    left_out = [ids[i] for i in skipped]
+    names, left_out = [ids[i] for i in kept], [ids[i] for i in skipped]
     write(target, features, np.asarray(names), labels, left_out)
+    what = f"{output} features ({features.shape[1]} each) of the {network} network of {ckpt}"
+    say_written(target, len(names), what, f"{dm.dataset} {split} split", left_out)
+    return target
+
+
+def say_written(target: Path, count: int, what: str, source: str, left_out: list[str]) -> None:
+    """The command's last lines: what was written where, and which images were left out."""
     if left_out:
         shown = ", ".join(left_out[:10]) + (" ..." if len(left_out) > 10 else "")
         print(f"left out {len(left_out)} unreadable images: {shown} (listed in {target})")
-    print(
-        f"wrote {len(names)} {output} features ({features.shape[1]} each) of the {network} "
-        f"network of {ckpt}, {dm.dataset} {split} split, to {target}"
-    )
-    return target
+    print(f"wrote {count} {what}, {source}, to {target}")
 
 
 def images(

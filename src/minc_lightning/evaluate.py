@@ -21,7 +21,7 @@ from typing_extensions import Unpack  # typing's from Python 3.11
 from minc_lightning.checkpoint_files import load_checkpoint
 from minc_lightning.data.module import MINCDataModule
 from minc_lightning.errors import BadCheckpoint, reports_user_errors
-from minc_lightning.loading import Network, load_backbone
+from minc_lightning.loading import Network, device_named, load_backbone
 from minc_lightning.scoring import (
     Pixels,
     SplitFeatures,
@@ -54,10 +54,8 @@ def request_features(request: Request) -> SplitFeatures:
     if request.root is not None:
         data_hp["root"] = request.root
     dm = MINCDataModule(**data_hp)
-    auto = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(auto if request.device == "auto" else request.device)
     loaders = dm.eval_dataloader("train"), dm.eval_dataloader("val")
-    return split_features(backbone, *loaders, device, dm.num_classes)
+    return split_features(backbone, *loaders, device_named(request.device), dm.num_classes)
 
 
 class Features(TypedDict, total=False):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import torch
 from torch import nn
 
 from minc_lightning.checkpoint_files import incompatibility, load_checkpoint
@@ -22,6 +23,12 @@ from minc_lightning.validation import check, one_of
 
 Network = Literal["online", "target"]
 Output = Literal["backbone", "projector"]
+
+
+def device_named(name: str) -> torch.device:
+    """The device a command's ``--device`` names: "auto" is a GPU when there is one."""
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(auto if name == "auto" else name)
 
 
 def model_from_checkpoint(

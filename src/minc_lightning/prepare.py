@@ -130,16 +130,21 @@ class Job:
                 mode = "overwrite"
             else:
                 return self.record(split, count, wanted, skipped, order)
-        writers = self.writers(split, mode)
         written = None if positions is None else tuple(positions.tolist())
         print(f"writing {count} {split} images of {self.dataset} to {folder}", flush=True)
+        self.write_shards(split, Encoder(data, self.on_corrupt, written), count, mode)
+        skipped = check_written(folder, count, self.on_corrupt == "skip")
+        self.record(split, count, wanted, skipped, order)
+
+    def write_shards(self, split: str, encoder: Encoder, count: int, mode: str | None) -> None:
+        """Write ``count`` records of ``encoder`` as the split's shards, through litdata."""
         write(
             self.litdata,
-            fn=Encoder(data, self.on_corrupt, written),
+            fn=encoder,
             inputs=list(range(count)),
-            output_dir=str(folder),
+            output_dir=str(self.out / split),
             chunk_bytes=self.chunk_bytes,
-            num_workers=writers,
+            num_workers=self.writers(split, mode),
             use_checkpoint=True,  # an interrupted split continues where it stopped
             keep_data_ordered=True,  # record p is position p
             reorder_files=False,
@@ -149,8 +154,6 @@ class Job:
             start_method="fork" if sys.platform == "linux" else None,
             verbose=self.verbose,
         )
-        skipped = check_written(folder, count, self.on_corrupt == "skip")
-        self.record(split, count, wanted, skipped, order)
 
     def writers(self, split: str, mode: str | None) -> int:
         """How many writers: litdata continues an interrupted split only with the writers it

@@ -203,15 +203,14 @@ class MINCDataModule(LightningDataModule):
         self.augmentation, self.augment_on = augmentation, augment_on
         # each view as the device applies it, read now so that a view it cannot make is named
         views = augmentation.transforms if augmentation is not None else None
-        self.recipes = (
-            recipes_of(views, self.preset, self.view_sizes) if augment_on != "loader" else ()
-        )
+        on_device = augment_on != "loader"  # or not yet known: None
+        self.recipes = recipes_of(views, self.preset, self.view_sizes) if on_device else ()
         self.order = order or ("chunks" if dataset == "streaming" else "global")
         self.eval_transform = eval_transform(self.preset, self.image_size, eval_resize)
         # uint8 → float, minus mean, over std in one pass: (x - 255 m) / (255 s)
         self.shift = 255 * torch.tensor(self.preset.stats[0]).view(1, -1, 1, 1)
         self.scale = 255 * torch.tensor(self.preset.stats[1]).view(1, -1, 1, 1)
-        self.train_set: Dataset | None = None  # and val_set: built by setup
+        self.train_set: Dataset | None = None  # both built by setup
         self.val_set: Dataset | None = None
         self._train_loader: ResumableLoader | None = None  # the one whose position is saved
         self._resume_position: dict[str, int] | None = None  # a checkpoint's, until loaded
@@ -298,9 +297,7 @@ class MINCDataModule(LightningDataModule):
 
     # --- the stream of batches a checkpoint belongs to ---------------------------------------
     def stream(self) -> dict[str, Any]:
-        """What decides the sequence of training batches and their augmentations: a resume that
-        differs in any of it would train other batches than the interrupted run, and is refused.
-        """
+        """What decides the training batches and their augmentations: a resume must match it."""
         return stream_of(self)
 
     def state_dict(self) -> dict[str, Any]:

@@ -45,38 +45,26 @@ def default_views(
         normalize=None,  # on whole batches, on the device: on_after_batch_transfer
     )
     blur, solarize = preset.gaussian_blur, preset.solarization_prob
-    view_1 = BYOLView1Transform(
-        **common,
-        input_size=image_size,
-        min_scale=preset.min_scale,
-        gaussian_blur=blur[0],
-        solarization_prob=solarize[0],
-    )
-    view_2 = BYOLView2Transform(
-        **common,
-        input_size=image_size,
-        min_scale=preset.min_scale,
-        gaussian_blur=blur[1],
-        solarization_prob=solarize[1],
-    )
+    first = common | {"gaussian_blur": blur[0], "solarization_prob": solarize[0]}
+    second = common | {"gaussian_blur": blur[1], "solarization_prob": solarize[1]}
+    view_1 = BYOLView1Transform(**first, input_size=image_size, min_scale=preset.min_scale)
+    view_2 = BYOLView2Transform(**second, input_size=image_size, min_scale=preset.min_scale)
     if not local_views:
         return view_1, view_2
     size = local_size or local_size_for(preset, image_size)
     scale = tuple(local_scale or preset.local_scale)
-    local = BYOLView2Transform(
-        **common,
-        input_size=size,
-        min_scale=scale[0],
-        gaussian_blur=blur[1],
-        solarization_prob=solarize[1],
-    )
-    # lightly's views crop over (min_scale, 1) and have no upper bound: the local view's crop
-    # is the same class over the local scale
-    steps = local.transform.transforms
+    local = BYOLView2Transform(**second, input_size=size, min_scale=scale[0])
+    local.transform = crop_over(local.transform, size, scale)
+    return (view_1, view_2, *[local] * local_views)
+
+
+def crop_over(view: T.Compose, size: int, scale: tuple[float, float]) -> T.Compose:
+    """``view`` with its first step, a random resized crop, cropping ``size`` px over ``scale``:
+    lightly's views crop over (min_scale, 1), with no upper bound to set."""
+    steps = view.transforms
     if not hasattr(steps[0], "scale"):  # lightly changed its transform: fail loudly
         raise RuntimeError(f"expected lightly's view transform to start with its crop: {steps}")
-    local.transform = type(local.transform)([type(steps[0])(size, scale=scale), *steps[1:]])
-    return (view_1, view_2, *[local] * local_views)
+    return type(view)([type(steps[0])(size, scale=scale), *steps[1:]])
 
 
 def local_size_for(preset: Preset, image_size: int) -> int:
