@@ -39,7 +39,7 @@ def weights(run: Path, name: str = "last.ckpt") -> dict:
         (["--data.train_subset=24"], "data.train_subset", "None", "24"),
         (  # the same global batch of 8, split otherwise: other batches
             ["--data.batch_size=4", "--trainer.accumulate_grad_batches=2"],
-            "data.batch_size",
+            "data.batch_size (per device)",
             "8",
             "4",
         ),
@@ -88,7 +88,7 @@ def test_a_changed_lr_is_applied_and_said_whichever_way_the_checkpoint_is_named(
     "changed, difference",
     [
         (["--model.objective=spectral"], "model.objective: 'minc' there, 'spectral' here"),
-        (["--data.batch_size=4"], "data.batch_size: 8 there, 4 here"),
+        (["--data.batch_size=4"], "data.batch_size (per device): 8 there, 4 here"),
     ],
 )
 def test_a_setting_a_resume_cannot_change_is_refused_in_the_same_words_on_every_route(
@@ -102,6 +102,7 @@ def test_a_setting_a_resume_cannot_change_is_refused_in_the_same_words_on_every_
         with pytest.raises(ResumeRefused, match="cannot resume") as err:
             fit(data, run, *changed, route(name, run), epochs=2)
         assert difference in str(err.value)
+        assert str(err.value).count(" there, ") == 1  # one fact changed: one line says it
         said.add(str(err.value))
     assert len(said) == 1, said  # one message, whichever way the checkpoint was named
     assert torch.equal(  # nothing was trained or written
@@ -109,6 +110,26 @@ def test_a_setting_a_resume_cannot_change_is_refused_in_the_same_words_on_every_
         written["state_dict"]["criterion.second_moment"],
     )
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]
+
+
+def test_the_stream_of_batches_is_checked_by_the_data_module_alone(tmp_path):
+    """Each setting of the stream is one fact with one check: the data module's. Comparing run
+    identities leaves them out (they stay recorded, as in earlier checkpoints)."""
+    from minc_lightning.checkpoint_files import STREAM, identity_differences, run_identity
+    from minc_lightning.cli import LINKED
+    from minc_lightning.data import MINCDataModule
+
+    write_fashion_mnist(tmp_path, n_train=16)
+    dm = MINCDataModule("fashion_mnist", str(tmp_path), batch_size=8, num_workers=0)
+    dm.setup("fit")
+    recorded = {key.split(" ")[0] for key in dm.stream() if key.startswith("data.")}
+    assert recorded <= set(STREAM)
+    assert all(copy in STREAM for copy, source in LINKED.items() if source in STREAM)
+    config = {"seed_everything": 0, "model": {"alpha": 0.1}, "data": {"batch_size": 8, "seed": 0}}
+    other_stream = {"seed_everything": 0, "model": {"alpha": 0.1}, "data": {"batch_size": 4}}
+    assert identity_differences(run_identity(other_stream), run_identity(config)) == []
+    other_model = {"seed_everything": 0, "model": {"alpha": 0.3}, "data": {"batch_size": 8}}
+    assert identity_differences(run_identity(other_model), run_identity(config)) != []
 
 
 def test_resume_onto_other_root_contents_is_refused(tmp_path, data):

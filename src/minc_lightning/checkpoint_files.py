@@ -159,15 +159,16 @@ INERT_UNLESS: dict[str, tuple[str, Any]] = {"model.local_predictor": ("model.loc
 
 
 def identity_differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
-    """The keys whose values differ between two run identities, with both values (a setting
-    that is inert on both sides, ``INERT_UNLESS``, differs in nothing). A checkpoint of another
-    0.x version may lack a setting this one has: it is then another run."""
+    """The keys whose values differ between two run identities, with both values, less the
+    stream's (``STREAM``: the data module checks those) and a setting that is inert on both
+    sides (``INERT_UNLESS``). A checkpoint of another 0.x version may lack a setting this one
+    has: it is then another run."""
 
     def inert(key: str) -> bool:
         other, value = INERT_UNLESS.get(key, (None, None))
         return other is not None and theirs.get(other) == ours.get(other) == value
 
-    keys = sorted(set(theirs) | set(ours))
+    keys = sorted(k for k in set(theirs) | set(ours) if not under(k, STREAM))
     return [
         f"{k}: {theirs.get(k, '(unset)')!r} there, {ours.get(k, '(unset)')!r} here"
         for k in keys
@@ -240,7 +241,10 @@ def incompatibility(own: dict[str, Tensor], theirs: dict[str, Tensor]) -> ValueE
 
 class ResumeRecord:
     """The learning rate and global batch a checkpoint was trained with, and what a resumed run
-    does about a change: a changed lr is applied (and said), a changed batch size refused."""
+    does about a change: a changed lr is applied (and said), a changed global batch refused.
+    Under ``MINCDataModule`` the data module's stream, restored first, has already refused any
+    change of the per-device batch, processes or accumulation the global batch follows from;
+    this is the check under any other data module."""
 
     KEY = "minc_lightning"
 
@@ -279,6 +283,21 @@ class ResumeRecord:
 
 
 # --- a run's identity --------------------------------------------------------------------------
+# The settings that fix the stream of training batches: the data module records them
+# (``MINCDataModule.stream``, with the processes and accumulation the global batch follows from)
+# and refuses a resume that changes one. Each is checked there, once, with one message.
+STREAM = (
+    "data.dataset",
+    "data.seed",
+    "data.train_subset",
+    "data.batch_size",
+    "data.local_views",
+    "data.drop_last",
+    "data.order",
+    "data.chunk_window",
+    "model.batch_size",  # the CLI's copies of data.batch_size and data.local_views (cli.LINKED)
+    "model.local_views",
+)
 # Settings that may change on resume without making it another run: how long it trains, how
 # fast the batches are made, where it logs, and the learning rate (applied from the restored step).
 NOT_IDENTITY = (
@@ -297,6 +316,11 @@ NOT_IDENTITY = (
 )
 
 
+def under(key: str, names: tuple[str, ...]) -> bool:
+    """Whether a flat config key (``data.seed``) is one of ``names`` or inside one."""
+    return any(key == k or key.startswith(k + ".") for k in names)
+
+
 def run_identity(config: Any) -> dict[str, Any]:
     """What makes a run this run: the seed, the model's and the data's settings (less
     ``NOT_IDENTITY``) and, in a W&B sweep, the W&B run id. Flat keys, plain values."""
@@ -304,7 +328,7 @@ def run_identity(config: Any) -> dict[str, Any]:
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
-        if any(prefix == k or prefix.startswith(k + ".") for k in NOT_IDENTITY):
+        if under(prefix, NOT_IDENTITY):
             return
         if isinstance(value, dict):
             for key, inner in value.items():
