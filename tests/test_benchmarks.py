@@ -904,6 +904,36 @@ def test_the_chosen_lr_lies_inside_the_grid_it_was_chosen_from(peak):
     assert tried[0] < chosen["lr"] < tried[-1]
 
 
+def test_the_carried_setting_is_reported_at_every_batch_before_other_cells_are_tuned(
+    monkeypatch, tmp_path
+):
+    """An interrupted study already compares the estimators at each batch: after batch 64's
+    tuning, its setting's fresh seeds run at every batch, and only then the other cells tune."""
+    from benchmarks import estimators
+
+    trained = []
+
+    def fake_point(config, run_dir, cli_args):
+        trained.append(run_dir.name)
+        lr = float(next(a for a in cli_args if a.startswith("--model.lr=")).split("=")[1])
+        return {"linear": 0.8 - abs(math.log2(lr / 2.0)) / 100, "knn": 0.7}
+
+    monkeypatch.setattr(estimators, "final_point", fake_point)
+    out = tmp_path / "estimators.json"
+    argv = ["estimators", "--estimators", "byol", "--batch_sizes", "64", "256", "--seeds", "0"]
+    paths = ["--out", str(out), "--run_dir", str(tmp_path), "--take_over", str(tmp_path / "none")]
+    monkeypatch.setattr(sys, "argv", [*argv, *paths])
+    estimators.main()
+    order = [(("seed100" in n), ("batch_size256" in n)) for n in trained]
+    first_256_selection = order.index((True, True))
+    assert (False, True) in order[:first_256_selection]  # batch 256's carried run came first
+    runs = json.loads(out.read_text())["runs"]
+    assert {(r["batch_size"], r["seed"], r["lr"]) for r in runs if r["seed"] == 0} == {
+        (64, 0, 2.0),
+        (256, 0, 2.0),
+    }
+
+
 def test_mu_and_alpha_are_tuned_where_the_estimator_has_them_and_lr_bracketed_again():
     def accuracy(s):  # best at lr 4 with alpha 0.1, at lr 8 with alpha 0.01; mu 16 worse
         peak = 8.0 if s.get("alpha") == 0.01 else 4.0
