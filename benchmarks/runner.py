@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch import Callback
 
 from benchmarks.common import score
-from minc_lightning.cli import run_cli
+from minc_lightning.commands.fit import run_cli
 from minc_lightning.diagnostics import lambda_diagnostics
 from minc_lightning.errors import Diverged
 from minc_lightning.loss import MINCLoss

@@ -56,8 +56,8 @@ from benchmarks.data_throughput import loader_seconds, write_jpegs
 from benchmarks.object_store import KEY, SECRET, delaying_proxy, s3_server, upload
 from benchmarks.runner import final_point, run_missing
 from benchmarks.verdicts import ORDER_MARGIN, order_unchanged
+from minc_lightning.commands.prepare import prepare
 from minc_lightning.data import MINCDataModule
-from minc_lightning.prepare import prepare
 
 MODES = ("loader", "device")
 CORE_MS_BATCHES = 16  # each round's core-ms: the first 16 batches after a warm-up one

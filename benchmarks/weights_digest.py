@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import CLI_HELP, ROOT
-from minc_lightning.cli import run_cli
+from minc_lightning.commands.fit import run_cli
 
 
 def digest(state: dict[str, torch.Tensor]) -> str:

@@ -25,7 +25,7 @@ STEP = [  # one training step
     ),
 ]
 LIFE = [  # a run's life
-    ("start", "cli.py", "config, run identity,\n--ckpt_path last /\nlast_if_present"),
+    ("start", "commands/fit.py", "config, run identity,\n--ckpt_path last /\nlast_if_present"),
     (
         "resume checks",
         "checkpoint_files.py",
@@ -48,8 +48,8 @@ GROUPS = [  # (folder, what it holds, colour)
     ),
     ("callbacks/", "checkpoint, knn,\nlambda_pictures, progress,\nfast_paths, save_config, summary", "#fdf1e0"),
     (
-        "commands",
-        "cli (fit), evaluate (+ scoring),\nexport, embed, prepare,\nloading; wandb_setup",
+        "commands/ (+ beside them)",
+        "fit, evaluate, export,\nembed, prepare (+ scoring,\nloading, wandb_setup)",
         "#f3e8f8",
     ),
     (

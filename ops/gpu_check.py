@@ -267,7 +267,7 @@ def real_fit(root: Path, mode: str, s: dict, tmp: Path) -> dict:
     command = [
         sys.executable,
         "-m",
-        "minc_lightning.cli",
+        "minc_lightning.commands.fit",
         "fit",
         "--data.dataset=folder",
         f"--data.root={root}",

@@ -53,7 +53,7 @@ def trained(tmp_path_factory):
     folder): what the evaluation and embedding commands read."""
     from dataset_files import write_fashion_mnist
 
-    from minc_lightning.cli import run_cli
+    from minc_lightning.commands.fit import run_cli
 
     tmp = tmp_path_factory.mktemp("eval")
     write_fashion_mnist(tmp / "data", n_train=40, n_test=20)

@@ -8,7 +8,7 @@ from helpers import SIZE, loaders, tiny_module, trainer
 from lightning.pytorch import Callback
 
 from minc_lightning.backbones import Timm
-from minc_lightning.export import plain_state_dict
+from minc_lightning.commands.export import plain_state_dict
 
 TINY_VIT = dict(img_size=SIZE, patch_size=4, depth=2, embed_dim=24, num_heads=2)
 

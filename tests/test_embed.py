@@ -13,8 +13,8 @@ from PIL import Image
 from test_huggingface import write
 
 import minc_lightning
-from minc_lightning import evaluate
-from minc_lightning.embed import Data, embed
+from minc_lightning.commands import evaluate
+from minc_lightning.commands.embed import Data, embed
 from minc_lightning.errors import BadInput, IsAFolder, Unreadable
 
 CONFIG = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
@@ -133,7 +133,7 @@ def test_the_command_prints_progress_and_what_it_wrote(trained, tmp_path):
     ckpt, data = trained
     out = tmp_path / "f.npz"
     done = subprocess.run(
-        [sys.executable, "-m", "minc_lightning.embed", f"--ckpt={ckpt}", f"--out={out}"]
+        [sys.executable, "-m", "minc_lightning.commands.embed", f"--ckpt={ckpt}", f"--out={out}"]
         + [f"--data.root={data}", "--split=val", "--num_workers=0"],
         capture_output=True,
         text=True,
@@ -143,7 +143,7 @@ def test_the_command_prints_progress_and_what_it_wrote(trained, tmp_path):
     assert "embedding" in done.stderr and "20/20" in done.stderr  # tqdm's line
     assert "wrote 20 backbone features (32 each) of the online network" in done.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "minc_lightning.embed", f"--ckpt={ckpt}", f"--out={ckpt}"],
+        [sys.executable, "-m", "minc_lightning.commands.embed", f"--ckpt={ckpt}", f"--out={ckpt}"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 from dataset_files import write_fashion_mnist
-from test_cli import quick_args
+from test_fit import quick_args
 
-from minc_lightning import cli, evaluate, export, loading
+from minc_lightning import loading
 from minc_lightning.checkpoint_files import atomic_save, load_checkpoint
+from minc_lightning.commands import evaluate, export
+from minc_lightning.commands import fit as cli
 from minc_lightning.errors import DEBUG, USER_ERROR_EXIT, NoSpace, UserError
 
 pytestmark = pytest.mark.usefixtures("offline_wandb")

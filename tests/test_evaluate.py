@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from minc_lightning import evaluate, loading, scoring
+from minc_lightning import loading, scoring
+from minc_lightning.commands import evaluate
 
 
 def clusters(n: int = 200, classes: int = 4, seed: int = 0, points_seed: int = 0):

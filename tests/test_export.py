@@ -8,8 +8,8 @@ import torch
 import torchvision
 from dataset_files import write_fashion_mnist
 
-from minc_lightning.cli import run_cli
-from minc_lightning.export import main
+from minc_lightning.commands.export import main
+from minc_lightning.commands.fit import run_cli
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -74,7 +74,7 @@ def test_exported_resnet_loads_into_torchvision_with_identical_features(
 
 
 def test_export_refuses_a_bad_network(resnet_checkpoint, tmp_path):
-    from minc_lightning.export import export
+    from minc_lightning.commands.export import export
 
     with pytest.raises(ValueError, match="minc-lightning-export: network must be"):
         export(str(resnet_checkpoint), str(tmp_path / "x.pt"), network="student")

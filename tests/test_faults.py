@@ -23,7 +23,7 @@ def fit_command(data: Path, run: Path, extra: list[str] = ()) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "minc_lightning.cli",
+        "minc_lightning.commands.fit",
         "fit",
         f"--config={CONFIG}",
         f"--data.root={data}",

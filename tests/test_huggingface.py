@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 from test_faults import fit_command, straight_killed_resumed
 
+from minc_lightning.commands.prepare import prepare
 from minc_lightning.data import MINCDataModule
 from minc_lightning.errors import BadInput, MissingPath, Unreadable
-from minc_lightning.prepare import prepare
 
 CLASSES = ["cat", "dog", "fish"]
 
@@ -148,7 +148,7 @@ def test_a_hub_name_offline_is_named_in_one_line(tmp_path):
         [
             sys.executable,
             "-m",
-            "minc_lightning.cli",
+            "minc_lightning.commands.fit",
             "fit",
             "--data.dataset=huggingface",
             "--data.root=someone/no-such-dataset",

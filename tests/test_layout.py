@@ -11,7 +11,7 @@ from pathlib import Path
 from dataset_files import write_fashion_mnist
 
 import minc_lightning
-from minc_lightning.cli import run_cli
+from minc_lightning.commands.fit import run_cli
 
 
 def test_a_config_names_a_callback_by_its_short_path(tmp_path):

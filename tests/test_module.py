@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 import minc_lightning.module as module_file
 from minc_lightning.backbones import ConvNet
-from minc_lightning.cli import run_cli
+from minc_lightning.commands.fit import run_cli
 from minc_lightning.loss import MINCLoss
 from minc_lightning.module import MINCModule
 from minc_lightning.objectives import OBJECTIVES

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from dataset_files import write_fashion_mnist
-from test_cli import quick_args
+from test_fit import quick_args
 
 pytestmark = pytest.mark.slow  # fresh Python processes that talk over 127.0.0.1
 
@@ -50,7 +50,7 @@ def wait_all(processes: list[subprocess.Popen]) -> None:
         assert p.returncode == 0, out[-4000:]
 
 
-CLI = [sys.executable, "-m", "minc_lightning.cli"]
+CLI = [sys.executable, "-m", "minc_lightning.commands.fit"]
 
 
 def torchrun_two_nodes(args: list[str], cwd: Path) -> None:
@@ -61,7 +61,7 @@ def torchrun_two_nodes(args: list[str], cwd: Path) -> None:
                 *(sys.executable, "-m", "torch.distributed.run", "--nnodes", "2"),
                 *("--nproc_per_node", "1", "--node_rank", str(rank)),
                 *("--master_addr", "127.0.0.1", "--master_port", str(port)),
-                *("-m", "minc_lightning.cli", *args, "--trainer.num_nodes=2"),
+                *("-m", "minc_lightning.commands.fit", *args, "--trainer.num_nodes=2"),
             ],
             env=environment(),
             cwd=cwd,

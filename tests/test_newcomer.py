@@ -11,7 +11,7 @@ import pytest
 from lightning.pytorch import Callback
 
 from minc_lightning.baselines import BYOLLoss
-from minc_lightning.cli import run_cli
+from minc_lightning.commands.fit import run_cli
 from minc_lightning.data import DATASETS, DatasetEntry, Preset
 from minc_lightning.data.presets import NO_BLUR, Arrays
 from minc_lightning.objectives import OBJECTIVES, Objective

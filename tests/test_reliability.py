@@ -15,13 +15,13 @@ from dataset_files import write_fashion_mnist
 from helpers import loaders, tiny_module, trainer
 from lightning.pytorch import Callback
 from PIL import Image
-from test_cli import CONFIGS, quick_args
+from test_fit import CONFIGS, quick_args
 
-from minc_lightning.cli import run_cli
+from minc_lightning.commands.evaluate import knn, linear
+from minc_lightning.commands.fit import run_cli
 from minc_lightning.data import MINCDataModule
 from minc_lightning.data.images import to_rgb
 from minc_lightning.errors import ResumeRefused
-from minc_lightning.evaluate import knn, linear
 from minc_lightning.module import MINCModule
 
 pytestmark = pytest.mark.usefixtures("offline_wandb")

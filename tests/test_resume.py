@@ -9,10 +9,10 @@ import pytest
 import torch
 from dataset_files import write_fashion_mnist
 from lightning.pytorch import Callback
-from test_cli import quick_args
+from test_fit import quick_args
 
 from minc_lightning.checkpoint_files import find_last
-from minc_lightning.cli import run_cli
+from minc_lightning.commands.fit import run_cli
 from minc_lightning.errors import ResumeRefused
 
 pytestmark = pytest.mark.usefixtures("offline_wandb")
@@ -116,7 +116,7 @@ def test_the_stream_of_batches_is_checked_by_the_data_module_alone(tmp_path):
     """Each setting of the stream is one fact with one check: the data module's. Comparing run
     identities leaves them out (they stay recorded, as in earlier checkpoints)."""
     from minc_lightning.checkpoint_files import STREAM, identity_differences, run_identity
-    from minc_lightning.cli import LINKED
+    from minc_lightning.commands.fit import LINKED
     from minc_lightning.data import MINCDataModule
 
     write_fashion_mnist(tmp_path, n_train=16)

@@ -21,12 +21,12 @@ from dataset_files import write_fashion_mnist, write_idx, write_image_folder
 from helpers import tiny_module, trainer
 
 from benchmarks.object_store import KEY, SECRET, free_port, s3_server, upload, weed
+from minc_lightning.commands.prepare import chunk_size, prepare
+from minc_lightning.commands.prepare import main as prepare_main
 from minc_lightning.data import MINCDataModule
 from minc_lightning.data.sampling import written_order
 from minc_lightning.data.shards import MANIFEST, ShardImages, read_text
 from minc_lightning.errors import USER_ERROR_EXIT
-from minc_lightning.prepare import chunk_size, prepare
-from minc_lightning.prepare import main as prepare_main
 
 TESTS = Path(__file__).parent
 
@@ -150,7 +150,7 @@ def writers_of(out: Path) -> list[int]:
 def test_a_killed_prepare_leaves_no_writer_and_its_rerun_equals_an_uninterrupted_one(tmp_path):
     write_fashion_mnist(tmp_path / "src", n_train=24000, n_test=8)  # 5 s of writing
     command = [
-        *(sys.executable, "-m", "minc_lightning.prepare", "--dataset", "fashion_mnist"),
+        *(sys.executable, "-m", "minc_lightning.commands.prepare", "--dataset", "fashion_mnist"),
         *("--root", str(tmp_path / "src"), "--splits", "train", "--num_workers", "2"),
         *("--chunk_bytes", "20000"),  # a plain number of bytes: about 40 images a chunk
     ]
@@ -192,7 +192,7 @@ def test_a_second_prepare_on_the_same_out_is_refused_naming_the_first(tmp_path):
             sys.executable,
             "-c",
             "import sys, time; from pathlib import Path\n"
-            "from minc_lightning.prepare import locked\n"
+            "from minc_lightning.commands.prepare import locked\n"
             "with locked(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
             str(tmp_path / "out"),
         ],

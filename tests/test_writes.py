@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from minc_lightning.checkpoint_files import atomic_save, find_last, load_checkpoint
-from minc_lightning.export import export
+from minc_lightning.commands.export import export
 
 KILL_DURING_WRITE = textwrap.dedent(
     """

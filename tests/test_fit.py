@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import yaml
 from dataset_files import write_cifar, write_fashion_mnist, write_imagenet, write_stl10
 
 from minc_lightning.callbacks.checkpoint import ResumableCheckpoint
-from minc_lightning.cli import run_cli
+from minc_lightning.commands.fit import run_cli
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 RECIPES = [  # the streaming recipe's shards are written by prepare's processes
@@ -47,7 +49,7 @@ def fixture_data(dataset: str, root: Path) -> None:
 
 def shards_of_imagenet(root: Path) -> None:
     """ImageNet files written as shards into root, as minc-lightning-prepare writes them."""
-    from minc_lightning.prepare import prepare
+    from minc_lightning.commands.prepare import prepare
 
     write_imagenet(root / "source", per_class=2)
     prepare("imagenet", root, root / "source", num_workers=1, verbose=False)
@@ -323,7 +325,7 @@ def test_picture_of_lambda_is_written_named_and_follows_lambda(tmp_path, capsys)
 
 
 def test_online_knn_agrees_with_the_eval_command(tmp_path):
-    from minc_lightning.evaluate import knn
+    from minc_lightning.commands.evaluate import knn
 
     write_fashion_mnist(tmp_path / "data", n_train=32, n_test=16)
     run = tmp_path / "run"
@@ -336,3 +338,17 @@ def test_online_knn_agrees_with_the_eval_command(tmp_path):
     online = float(cli.trainer.callback_metrics["val/knn_top1"])
     offline = knn(str(run / "checkpoints" / "last.ckpt"), k=5, num_workers=0)["top1"]
     assert online == pytest.approx(offline, abs=1e-6)
+
+
+def test_python_dash_m_runs_the_fit_command(tmp_path):
+    """``python -m minc_lightning fit ...`` (what ``torchrun -m`` starts) is ``minc-lightning``:
+    a bad value ends it the same way, with the command's one-line error and exit code 2."""
+    done = subprocess.run(
+        [sys.executable, "-m", "minc_lightning", "fit", "--data.batch_size=-1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "batch_size" in done.stderr
