@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -69,3 +73,12 @@ def trainer(**kwargs) -> L.Trainer:
         deterministic=True,
     )
     return L.Trainer(**(defaults | kwargs))
+
+
+def python(
+    *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """``python *args`` in a fresh interpreter (this one's), its output captured as text."""
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )

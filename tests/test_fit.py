@@ -2,14 +2,13 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from dataset_files import write_cifar, write_fashion_mnist, write_imagenet, write_stl10
+from helpers import python
 
 from minc_lightning.callbacks.checkpoint import ResumableCheckpoint
 from minc_lightning.commands.fit import run_cli
@@ -343,12 +342,6 @@ def test_online_knn_agrees_with_the_eval_command(tmp_path):
 def test_python_dash_m_runs_the_fit_command(tmp_path):
     """``python -m minc_lightning fit ...`` (what ``torchrun -m`` starts) is ``minc-lightning``:
     a bad value ends it the same way, with the command's one-line error and exit code 2."""
-    done = subprocess.run(
-        [sys.executable, "-m", "minc_lightning", "fit", "--data.batch_size=-1"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    done = python("-m", "minc_lightning", "fit", "--data.batch_size=-1", cwd=tmp_path)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "batch_size" in done.stderr
