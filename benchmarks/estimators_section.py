@@ -27,7 +27,9 @@ from benchmarks.verdicts import (
     equivalence_per_batch,
 )
 
-EVIDENCE = "Fashion-MNIST, estimators in one network"
+EVIDENCE = "Fashion-MNIST, estimators in one network, tuned per cell"
+CARRIED = "Fashion-MNIST, estimators in one network, batch 64's setting carried"
+WAYS = {"tuned": EVIDENCE, "carried": CARRIED}  # how a cell's setting is chosen → its evidence
 NAMES = {"minc": "MINC", "batch_moment": "batch moment", "byol": "BYOL", "scl": "SCL"}
 
 
@@ -55,23 +57,21 @@ def scores(runs: list[dict], estimator: str, batch: int, chosen: dict) -> Sample
 
 
 def grid(runs: list[dict], how: str) -> dict[str, dict[int, Sample]]:
-    """estimator → batch → scores, at each cell's own setting (``how="tuned"``) or at batch
-    64's (``"carried"``)."""
+    """estimator → batch → scores, at each cell's own setting (``how="tuned"``, once the cell is
+    tuned) or at batch 64's (``"carried"``, at every batch as soon as 64 is tuned)."""
     chosen = settings(runs)
     out: dict[str, dict[int, Sample]] = {}
-    for (estimator, batch), setting in chosen.items():
-        source = setting if how == "tuned" else chosen.get((estimator, 64))
-        if source is not None:
-            out.setdefault(estimator, {})[batch] = scores(runs, estimator, batch, source)
+    for estimator in study.ESTIMATORS:
+        for batch in sorted({r["batch_size"] for r in runs}):
+            source = chosen.get((estimator, batch if how == "tuned" else 64))
+            if source is not None:
+                out.setdefault(estimator, {})[batch] = scores(runs, estimator, batch, source)
     return out
 
 
-def ready(*groups: dict[int, Sample]) -> bool:
-    """Every batch of every group has at least two seeds, and the groups share their batches."""
-    batches = [set(g) for g in groups]
-    return bool(batches[0]) and all(b == batches[0] for b in batches) and all(
-        len(s) >= 2 for g in groups for s in g.values()
-    )  # fmt: skip
+def ready(batches: set[int], *groups: dict[int, Sample]) -> bool:
+    """Every group has every batch of the study, each with at least two seeds."""
+    return all(set(g) == batches and all(len(s) >= 2 for s in g.values()) for g in groups)
 
 
 def differs(minc: dict[int, Sample], byol: dict[int, Sample]) -> tuple[str, list[str]]:
@@ -89,23 +89,28 @@ def differs(minc: dict[int, Sample], byol: dict[int, Sample]) -> tuple[str, list
 
 
 def verdicts(result: dict) -> list[Verdict]:
+    """Each claim judged both ways a cell's setting is chosen (``WAYS``), where ready."""
     runs = result.get("runs", [])
-    tuned = grid(runs, "tuned")
-    minc, scl, byol = (tuned.get(k, {}) for k in ("minc", "scl", "byol"))
+    batches = {r["batch_size"] for r in runs}  # "every batch" means every batch of the study
+    return [v for how, ev in WAYS.items() for v in judged(grid(runs, how), ev, batches)]
+
+
+def judged(cells: dict[str, dict[int, Sample]], evidence: str, batches: set[int]) -> list[Verdict]:
+    minc, scl, byol = (cells.get(k, {}) for k in ("minc", "scl", "byol"))
     out = []
-    if ready(minc, scl):
+    if ready(batches, minc, scl):
         verdict, per = claim_every_batch(minc, scl)
         numbers = ", ".join(f"{n}: {r}" for n, r in per.items())
-        out.append(Verdict(EVERY, EVIDENCE, verdict, f"MINC vs SCL per batch: {numbers}"))
+        out.append(Verdict(EVERY, evidence, verdict, f"MINC vs SCL per batch: {numbers}"))
         small, large = min(minc), max(scl)
         numbers = f"MINC at {small} {pm(minc[small])}%; SCL at {large} {pm(scl[large])}%"
-        out.append(Verdict(SMALL_VS_LARGE, EVIDENCE, claim_small_vs_large(minc, scl), numbers))
-    if ready(minc, byol):
+        out.append(Verdict(SMALL_VS_LARGE, evidence, claim_small_vs_large(minc, scl), numbers))
+    if ready(batches, minc, byol):
         numbers = "; ".join(f"{n}: MINC {pm(minc[n])}, BYOL {pm(byol[n])}" for n in sorted(minc))
-        out.append(Verdict(BYOL, EVIDENCE, claim_close_to_byol(minc, byol), numbers))
+        out.append(Verdict(BYOL, evidence, claim_close_to_byol(minc, byol), numbers))
         verdict, parts = differs(minc, byol)
         numbers = "MINC − BYOL, points [interval]: " + ", ".join(parts)
-        out.append(Verdict(LAMBDA_ACTS, EVIDENCE, verdict, numbers))
+        out.append(Verdict(LAMBDA_ACTS, evidence, verdict, numbers))
     return out
 
 
@@ -151,28 +156,35 @@ def context(result: dict, draw) -> dict | None:
         "batches": ", ".join(map(str, batches)),
         "progress": progress,
         "table": "\n".join(lines),
-        "figure": draw(figure(tuned), "estimators.png") if any_scores(tuned) else "",
+        "figure": draw(figure(tuned, carried), "estimators.png")
+        if any_scores(tuned, carried)
+        else "",
         "verdicts": "\n".join(f"- {v.line()}" for v in found)
         or f"- No verdict yet: {UNSURE} until every compared cell has two fresh seeds.",
     }
 
 
-def any_scores(tuned: dict[str, dict[int, Sample]]) -> bool:
+def any_scores(*grids: dict[str, dict[int, Sample]]) -> bool:
     """Whether any cell has fresh seeds to draw."""
-    return any(sample for cells in tuned.values() for sample in cells.values())
+    return any(sample for g in grids for cells in g.values() for sample in cells.values())
 
 
-def figure(tuned: dict[str, dict[int, Sample]]) -> plt.Figure:
+def figure(
+    tuned: dict[str, dict[int, Sample]], carried: dict[str, dict[int, Sample]]
+) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for estimator, name in NAMES.items():
-        cells = {b: s for b, s in tuned.get(estimator, {}).items() if s}
-        if cells:
-            xs = sorted(cells)
-            means = [100 * sum(cells[b]) / len(cells[b]) for b in xs]
-            ax.plot(xs, means, marker="o", label=name)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (estimator, name), colour in zip(NAMES.items(), colours, strict=False):
+        for table, style, how in ((tuned, "-", "tuned"), (carried, "--", "carried")):
+            cells = {b: s for b, s in table.get(estimator, {}).items() if s}
+            if cells:
+                xs = sorted(cells)
+                means = [100 * sum(cells[b]) / len(cells[b]) for b in xs]
+                label = f"{name}, {how}"
+                ax.plot(xs, means, style, marker="o", label=label, color=colour)
     ax.set(xscale="log", xlabel="batch size", ylabel="linear top-1 (%)")
-    ax.set_xticks(sorted({b for c in tuned.values() for b in c}))
+    ax.set_xticks(sorted({b for g in (tuned, carried) for c in g.values() for b in c}))
     ax.get_xaxis().set_major_formatter(plt.ScalarFormatter())
-    ax.set_title("Estimators in one network, each tuned per cell (mean over fresh seeds)")
-    ax.legend()
+    ax.set_title("Estimators in one network: tuned per cell (solid), batch 64's setting (dashed)")
+    ax.legend(fontsize="small")
     return fig

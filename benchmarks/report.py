@@ -47,12 +47,13 @@ from benchmarks.verdicts import FAILS, HOLDS, UNSURE
 # --- the page -----------------------------------------------------------------------------------
 LR_TUNED = f"{budget('quickstart')}, {TUNED}"
 # one row per claim, in this order: the evidence that decides it, the most controlled first
+ESTIMATORS = tuple(estimators_section.WAYS.values())  # tuned per cell decides before carried
 DECIDERS: dict[str, tuple[str, ...]] = {
-    "every": (estimators_section.EVIDENCE, EXACT_PER_CELL, LR_TUNED),
-    "small_vs_large": (estimators_section.EVIDENCE, EXACT_PER_CELL, LR_TUNED),
+    "every": (*ESTIMATORS, EXACT_PER_CELL, LR_TUNED),
+    "small_vs_large": (*ESTIMATORS, EXACT_PER_CELL, LR_TUNED),
     "noise": (noise_section.EXACT, noise_section.REAL),
-    "byol": (estimators_section.EVIDENCE, LR_TUNED),
-    "lambda_acts": (estimators_section.EVIDENCE, where_lambda_section.EVIDENCE),
+    "byol": (*ESTIMATORS, LR_TUNED),
+    "lambda_acts": (*ESTIMATORS, where_lambda_section.EVIDENCE),
     "ordering": (EXACT_PER_CELL, EXACT_ONE_SETTING),
     "diagonal": (where_lambda_section.EVIDENCE, budget("quickstart")),
     "predicts": (exact_alpha_section.EVIDENCE, EXACT_ONE_SETTING),
@@ -70,7 +71,7 @@ SECTIONS = {  # evidence → the section that shows it
     EXACT_PER_CELL: "exact",
     EXACT_ONE_SETTING: "one_setting",
     exact_alpha_section.EVIDENCE: "exact_alpha",
-    estimators_section.EVIDENCE: "estimators",
+    **dict.fromkeys(ESTIMATORS, "estimators"),
     budget("quickstart"): "comparison",
     LR_TUNED: "tuned",
     LONG_RUN: "recipe",

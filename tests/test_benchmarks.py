@@ -1099,8 +1099,27 @@ def test_the_estimators_verdicts_follow_their_fresh_seeds(gap, every):
     assert found["every"].verdict == every
     assert found["byol"].verdict == "holds"  # MINC and BYOL equal seed for seed
     assert found["lambda_acts"].verdict == "does not hold"  # so Λ's term made no difference
+    assert {v.evidence for v in found.values()} == {section.CARRIED}  # the last of each claim
+    assert len(section.verdicts({"runs": _estimator_runs(gap)})) == 8  # 4 claims, both ways
     short = section.verdicts({"runs": _estimator_runs(gap)[:-3]})  # SCL at 256 not yet run
     assert "every" not in {v.claim.key for v in short} and "byol" in {v.claim.key for v in short}
+
+
+def test_the_carried_setting_is_judged_at_a_batch_whose_own_tuning_has_not_run():
+    """The study runs batch 64's setting at every batch before tuning the others: those runs are
+    judged as carried evidence at once, and per-cell evidence waits for the cells' tuning."""
+    from benchmarks import estimators
+    from benchmarks import estimators_section as section
+
+    untuned = [
+        r
+        for r in _estimator_runs(0.02)
+        if r["batch_size"] == 64 or r["seed"] != estimators.SELECTION_SEED
+    ]
+    evidence = {(v.claim.key, v.evidence) for v in section.verdicts({"runs": untuned})}
+    assert ("every", section.CARRIED) in evidence and ("every", section.EVIDENCE) not in evidence
+    assert set(section.grid(untuned, "carried")["minc"]) == {32, 64, 256}
+    assert set(section.grid(untuned, "tuned")["minc"]) == {64}
 
 
 def test_the_noise_verdict_pairs_seeds_and_points():
