@@ -23,9 +23,10 @@ Tuning, on a selection seed that is never reported, cell by cell (estimator × b
 
 The reported runs use fresh seeds (0, 1, 2 unless told), two ways: every batch at the setting
 tuned at batch 64, carried by the package's rules (linear lr, the EMA rule for alpha and the
-target's momentum), trained first; then each cell at its own tuned setting. Runs that the older
-comparison (``tuned_quickstart.json``) made at exactly these settings are taken over, marked
-``from``.
+target's momentum), trained first; then each cell at its own tuned setting. Seeds 3 and 4 are
+added at a batch whose first seeds leave MINC against SCL or BYOL undecided (``undecided``).
+Runs that the older comparison (``tuned_quickstart.json``) made at exactly these settings are
+taken over, marked ``from``.
 
     python -m benchmarks.estimators        # about 100 runs, 4-5 minutes each, about 8 hours
 
@@ -42,6 +43,7 @@ from pathlib import Path
 
 from benchmarks.common import CLI_HELP, DATA, ROOT
 from benchmarks.runner import final_point, run_missing
+from benchmarks.verdicts import BYOL_MARGIN, EQUIVALENT, Sample, compare, equivalence_per_batch
 
 CONFIG = ROOT / "configs" / "quickstart.yaml"
 SELECTION_SEED = 100
@@ -50,6 +52,7 @@ LR_START = (1.0, 2.0, 4.0)
 LR_BOUNDS = (1 / 16, 256.0)  # a rate beyond these is not tried: the grid's end is then said
 MUS = (1.0, 16.0)
 ALPHAS = (0.01, 0.1, 1.0)
+MORE_SEEDS = (3, 4)  # added where a comparison is still undecided on the first seeds
 
 # estimator → (the model's settings, which of alpha and mu are tuned)
 ESTIMATORS: dict[str, tuple[dict, tuple[str, ...]]] = {
@@ -124,6 +127,30 @@ def selection(runs: list[dict], estimator: str, batch: int) -> tuple[list[dict],
     return [], {"lr": best(_at(mine, **chosen))["lr"]} | chosen
 
 
+def scores(runs: list[dict], estimator: str, batch: int, chosen: dict) -> Sample:
+    """Linear top-1 of the reported (fresh-seed) runs at ``chosen``, with their seeds."""
+    mine = [
+        r
+        for r in runs
+        if (r["estimator"], r["batch_size"]) == (estimator, batch)
+        and r["seed"] != SELECTION_SEED
+        and all(r.get(k) == v for k, v in chosen.items())
+    ]
+    return Sample([r["linear"] for r in mine], [r["seed"] for r in mine])
+
+
+def undecided(runs: list[dict], batch: int, chosen: dict[str, dict]) -> bool:
+    """Whether the seeds so far leave a comparison at ``batch`` open (the margin is close): MINC
+    against SCL ties by the rule, or MINC and BYOL are neither equivalent within
+    ``BYOL_MARGIN`` nor told apart. ``chosen``: each estimator's setting."""
+    minc, scl, byol = (scores(runs, e, batch, chosen[e]) for e in ("minc", "scl", "byol"))
+    if min(len(minc), len(scl), len(byol)) < 2:
+        return False  # nothing to judge yet
+    verdict, ci = equivalence_per_batch({batch: minc}, {batch: byol}, BYOL_MARGIN)[batch]
+    told_apart = ci.low > 0 or ci.high < 0
+    return compare(minc, scl) == "tie" or (verdict != EQUIVALENT and not told_apart)
+
+
 def arguments(run: dict) -> list[str]:
     """The CLI arguments that make ``run``'s setting of the quickstart."""
     model, _ = ESTIMATORS[run["estimator"]]
@@ -177,25 +204,35 @@ def main() -> None:
                 return runs
             run_missing(args.out, todo, train)
 
-    def report(batch: int, label: str, source: int) -> None:
+    def report(batch: int, label: str, source: int, close_only: bool = False) -> None:
+        """The fresh seeds at ``source``'s settings; with ``close_only``, ``MORE_SEEDS`` where
+        the first ones leave a comparison open (and nothing elsewhere)."""
         runs = run_missing(args.out, [], train)
+        chosen = {e: selection(runs, e, source)[1] for e in args.estimators}
+        seeds = args.seeds
+        if close_only:
+            close = set(ESTIMATORS) <= set(chosen) and undecided(runs, batch, chosen)
+            seeds = [seed for seed in MORE_SEEDS if close and seed not in args.seeds]
         reported = [
-            setting(e, batch, seed, **selection(runs, e, source)[1])
-            for seed in args.seeds  # seed by seed: an interrupted study stays comparable
+            setting(e, batch, seed, **chosen[e])
+            for seed in seeds  # seed by seed: an interrupted study stays comparable
             for e in args.estimators
         ]
         print(f"batch {batch}, {label}: {len(reported)} reported settings", flush=True)
         run_missing(args.out, reported, train)
 
     # the carried setting first at every batch (it needs only batch 64's tuning), so that an
-    # interrupted study already compares the estimators at each batch; then each cell's own
+    # interrupted study already compares the estimators at each batch; then more seeds where a
+    # comparison is close; then each cell's own setting
     select(args.carry_from)
     batches = [args.carry_from] + [b for b in args.batch_sizes if b != args.carry_from]
-    for batch in batches:
-        report(batch, "carried", args.carry_from)
+    for close_only in (False, True):
+        for batch in batches:
+            report(batch, "carried", args.carry_from, close_only)
     for batch in batches[1:]:
         select(batch)
-        report(batch, "tuned", batch)
+        for close_only in (False, True):
+            report(batch, "tuned", batch, close_only)
     print(f"wrote {args.out}")
 
 

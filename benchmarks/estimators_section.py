@@ -44,18 +44,6 @@ def settings(runs: list[dict]) -> dict[tuple[str, int], dict]:
     return out
 
 
-def scores(runs: list[dict], estimator: str, batch: int, chosen: dict) -> Sample:
-    """Linear top-1 of the reported (fresh-seed) runs at ``chosen``, with their seeds."""
-    mine = [
-        r
-        for r in runs
-        if (r["estimator"], r["batch_size"]) == (estimator, batch)
-        and r["seed"] != study.SELECTION_SEED
-        and all(r.get(k) == v for k, v in chosen.items())
-    ]
-    return Sample([r["linear"] for r in mine], [r["seed"] for r in mine])
-
-
 def grid(runs: list[dict], how: str) -> dict[str, dict[int, Sample]]:
     """estimator → batch → scores, at each cell's own setting (``how="tuned"``, once the cell is
     tuned) or at batch 64's (``"carried"``, at every batch as soon as 64 is tuned)."""
@@ -65,7 +53,7 @@ def grid(runs: list[dict], how: str) -> dict[str, dict[int, Sample]]:
         for batch in sorted({r["batch_size"] for r in runs}):
             source = chosen.get((estimator, batch if how == "tuned" else 64))
             if source is not None:
-                out.setdefault(estimator, {})[batch] = scores(runs, estimator, batch, source)
+                out.setdefault(estimator, {})[batch] = study.scores(runs, estimator, batch, source)
     return out
 
 

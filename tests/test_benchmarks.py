@@ -934,6 +934,28 @@ def test_the_carried_setting_is_reported_at_every_batch_before_other_cells_are_t
     }
 
 
+@pytest.mark.parametrize(
+    "minc, byol, scl, close",
+    [
+        ((0.85, 0.86, 0.84), (0.85, 0.86, 0.84), (0.80, 0.81, 0.79), False),  # decided
+        ((0.85, 0.86, 0.84), (0.85, 0.86, 0.84), (0.86, 0.84, 0.85), True),  # MINC-SCL ties
+        ((0.85, 0.80, 0.88), (0.84, 0.83, 0.86), (0.70, 0.71, 0.69), True),  # BYOL: wide
+        ((0.85, 0.86, 0.84), (0.80, 0.81, 0.79), (0.70, 0.71, 0.69), False),  # BYOL: apart
+    ],
+)
+def test_more_seeds_go_where_the_first_three_leave_a_comparison_open(minc, byol, scl, close):
+    from benchmarks import estimators
+
+    chosen = {e: {"lr": 2.0} for e in estimators.ESTIMATORS}
+    runs = [
+        {"estimator": e, "batch_size": 64, "seed": seed, "lr": 2.0, "linear": value}
+        for e, values in (("minc", minc), ("byol", byol), ("scl", scl))
+        for seed, value in enumerate(values)
+    ]
+    assert estimators.undecided(runs, 64, chosen) is close
+    assert estimators.undecided(runs, 256, chosen) is False  # no seeds there yet
+
+
 def test_mu_and_alpha_are_tuned_where_the_estimator_has_them_and_lr_bracketed_again():
     def accuracy(s):  # best at lr 4 with alpha 0.1, at lr 8 with alpha 0.01; mu 16 worse
         peak = 8.0 if s.get("alpha") == 0.01 else 4.0
