@@ -86,3 +86,22 @@ def test_the_check_finds_an_argument_without_help():
 
     texts = help_texts(Lumped)
     assert texts["b"].startswith("(type")
+
+
+@pytest.mark.parametrize(
+    "owner, argument, names",
+    [
+        (MINCModule, "objective", "minc_lightning.objectives.OBJECTIVES"),
+        (MINCDataModule, "dataset", "minc_lightning.data.DATASETS"),
+    ],
+)
+def test_the_help_of_a_choice_names_every_choice(owner, argument, names):
+    """``--model.objective`` and ``--data.dataset`` list their choices in their help: an
+    objective or dataset added to its table is added to the help too (the second file it
+    touches, docs/architecture.md)."""
+    module, table = names.rsplit(".", 1)
+    keys = getattr(__import__(module, fromlist=[table]), table)
+    doc = inspect.getdoc(owner)
+    entry = re.search(rf"^ *{argument}: (.*?)(?=^ *\w+: |\Z)", doc, flags=re.M | re.S).group(1)
+    missing = [key for key in keys if re.search(rf"\b{key}\b", entry) is None]
+    assert missing == [], f"{owner.__name__}'s {argument} help does not name {missing}"
