@@ -163,7 +163,8 @@ LONG_RUN = "Fashion-MNIST, one long run"  # recipe_curve.py's
 
 # --- how each claim is judged -------------------------------------------------------------------
 def pm(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
-    """Mean ± sd of ``values`` × ``scale``; diverged runs (−∞) are counted, not averaged."""
+    """Mean ± sd of ``values`` × ``scale`` (one value alone: it has no sd to show); diverged runs
+    (−∞) are counted, not averaged."""
     failed = sum(math.isinf(v) and v < 0 for v in values)
     if failed:
         rest = [v for v in values if not math.isinf(v)]
@@ -171,8 +172,9 @@ def pm(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
             f", others {pm(rest, scale, digits)}" if rest else ""
         )
     a = scale * np.asarray(values, dtype=float)
-    sd = a.std(ddof=1) if len(a) > 1 else 0.0
-    return f"{a.mean():.{digits}f} ± {sd:.{digits}f}"
+    if len(a) == 1:
+        return f"{a[0]:.{digits}f}"
+    return f"{a.mean():.{digits}f} ± {a.std(ddof=1):.{digits}f}"
 
 
 def per_batch(per: dict) -> str:

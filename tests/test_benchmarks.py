@@ -575,6 +575,7 @@ def test_a_diverged_run_loses_to_any_finished_one():
     assert verdicts.compare(diverged, finished) == "behind"
     assert verdicts.compare(diverged, diverged) == "tie"
     assert claims.pm(diverged, 1, 2) == "div (1/3), others 0.99 ± 0.00"
+    assert claims.pm([0.8532], 100, 2) == "85.32"  # one run has no sd to show
 
 
 def shard_runs(shards: list[float], files: list[float]) -> dict:
