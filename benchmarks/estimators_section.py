@@ -59,8 +59,10 @@ def grid(runs: list[dict], how: str) -> dict[str, dict[int, Sample]]:
 
 
 def ready(batches: set[int], *groups: dict[int, Sample]) -> bool:
-    """Every group has every batch of the study, each with at least two seeds."""
-    return all(set(g) == batches and all(len(s) >= 2 for s in g.values()) for g in groups)
+    """Every group has every batch of the study (there are some), each with two seeds or more."""
+    return bool(batches) and all(
+        set(g) == batches and all(len(s) >= 2 for s in g.values()) for g in groups
+    )
 
 
 def differs(minc: dict[int, Sample], byol: dict[int, Sample]) -> tuple[str, list[str]]:
