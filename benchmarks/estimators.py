@@ -146,8 +146,8 @@ def undecided(runs: list[dict], batch: int, chosen: dict[str, dict]) -> bool:
     minc, scl, byol = (scores(runs, e, batch, chosen[e]) for e in ("minc", "scl", "byol"))
     if min(len(minc), len(scl), len(byol)) < 2:
         return False  # nothing to judge yet
-    verdict, ci = equivalence_per_batch({batch: minc}, {batch: byol}, BYOL_MARGIN)[batch]
-    told_apart = ci.low > 0 or ci.high < 0
+    verdict, _ = equivalence_per_batch({batch: minc}, {batch: byol}, BYOL_MARGIN)[batch]
+    told_apart = compare(minc, byol) != "tie"
     return compare(minc, scl) == "tie" or (verdict != EQUIVALENT and not told_apart)
 
 
