@@ -50,8 +50,9 @@ def grid(runs: list[dict], how: str) -> dict[str, dict[int, Sample]]:
     tuned) or at batch 64's (``"carried"``, at every batch as soon as 64 is tuned)."""
     chosen = settings(runs)
     out: dict[str, dict[int, Sample]] = {}
+    batches = sorted({r["batch_size"] for r in runs})
     for estimator in study.ESTIMATORS:
-        for batch in sorted({r["batch_size"] for r in runs}):
+        for batch in batches:
             source = chosen.get((estimator, batch if how == "tuned" else 64))
             if source is not None:
                 out.setdefault(estimator, {})[batch] = study.scores(runs, estimator, batch, source)
