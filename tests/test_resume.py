@@ -125,11 +125,63 @@ def test_the_stream_of_batches_is_checked_by_the_data_module_alone(tmp_path):
     recorded = {key.split(" ")[0] for key in dm.stream() if key.startswith("data.")}
     assert recorded <= set(STREAM)
     assert all(copy in STREAM for copy, source in LINKED.items() if source in STREAM)
-    config = {"seed_everything": 0, "model": {"alpha": 0.1}, "data": {"batch_size": 8, "seed": 0}}
-    other_stream = {"seed_everything": 0, "model": {"alpha": 0.1}, "data": {"batch_size": 4}}
-    assert identity_differences(run_identity(other_stream), run_identity(config)) == []
-    other_model = {"seed_everything": 0, "model": {"alpha": 0.3}, "data": {"batch_size": 8}}
-    assert identity_differences(run_identity(other_model), run_identity(config)) != []
+    ours = run_identity({"alpha": 0.1}, {"batch_size": 8, "seed": 0})
+    other_stream = run_identity({"alpha": 0.1}, {"batch_size": 4})
+    assert identity_differences(other_stream, ours) == []
+    other_model = run_identity({"alpha": 0.3}, {"batch_size": 8})
+    assert identity_differences(other_model, ours) != []
+
+
+AUGMENTATION = {  # a user's views, given in the config: part of what makes the run this run
+    "class_path": "lightly.transforms.SimCLRTransform",
+    "init_args": {"input_size": 16},
+}
+
+
+def test_the_checkpoint_callback_records_the_identity_the_cli_picks_this_runs_checkpoint_by(
+    tmp_path, data
+):
+    """The callback computes the identity from what the module and data module were built
+    with; the CLI computes it from the config before anything is built, to find ``last``.
+    They agree, a given augmentation and backbone included, so ``last`` finds the run."""
+    import yaml
+
+    from minc_lightning.checkpoint_files import RUN_KEY
+
+    run, config = tmp_path / "run", tmp_path / "views.yaml"
+    config.write_text(yaml.safe_dump({"data": {"augmentation": AUGMENTATION, "image_size": 16}}))
+    first = fit(data, run, f"--config={config}", epochs=1)
+    recorded = weights(run)[RUN_KEY]
+    assert recorded == first.identity
+    assert recorded["data.augmentation.class_path"] == AUGMENTATION["class_path"]
+    assert recorded["model.backbone.class_path"] == "minc_lightning.backbones.ConvNet"
+    assert recorded["seed_everything"] == 0
+    resumed = fit(data, run, f"--config={config}", "--ckpt_path=last", epochs=2)
+    assert resumed.trainer.global_step == 8  # epoch 1 restored, epoch 2 trained
+    with pytest.raises(ResumeRefused, match="data.augmentation.class_path: 'lightly"):
+        fit(data, run, "--data.image_size=16", "--ckpt_path=last_if_present", epochs=3)
+
+
+def test_a_module_built_in_python_records_its_identity_too(tmp_path, data):
+    """Without the CLI (MINCModule dropped into a user's Trainer), the callback records the
+    settings the module and data module were built with."""
+    from lightning.pytorch import Trainer
+
+    from minc_lightning import MINCDataModule, MINCModule
+    from minc_lightning.backbones import ConvNet
+    from minc_lightning.callbacks import ResumableCheckpoint
+    from minc_lightning.checkpoint_files import RUN_KEY
+
+    dm = MINCDataModule("fashion_mnist", str(data), batch_size=8, num_workers=0, image_size=16)
+    model = MINCModule(ConvNet(width=4), alpha=0.3, batch_size=8)
+    trainer = Trainer(
+        max_epochs=1, limit_train_batches=1, limit_val_batches=0, logger=False,
+        callbacks=[ResumableCheckpoint(dirpath=str(tmp_path))], enable_progress_bar=False,
+    )  # fmt: skip
+    trainer.fit(model, dm)
+    recorded = torch.load(tmp_path / "last.ckpt", weights_only=True)[RUN_KEY]
+    assert recorded["model.alpha"] == 0.3 and recorded["data.image_size"] == 16
+    assert "model.backbone" not in recorded  # an object, not a setting
 
 
 def test_resume_onto_other_root_contents_is_refused(tmp_path, data):

@@ -11,6 +11,7 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -306,6 +307,7 @@ NOT_IDENTITY = (
     "checkpoint",
     "lambda_pictures",
     "model.lr",
+    "model.num_classes",  # follows data.dataset (the CLI links it when it builds the module)
     "data.root",
     "data.num_workers",
     "data.augment_on",
@@ -321,22 +323,32 @@ def under(key: str, names: tuple[str, ...]) -> bool:
     return any(key == k or key.startswith(k + ".") for k in names)
 
 
-def run_identity(config: Any) -> dict[str, Any]:
-    """What makes a run this run: the seed, the model's and the data's settings (less
-    ``NOT_IDENTITY``) and, in a W&B sweep, the W&B run id. Flat keys, plain values."""
-    as_dict = config.as_dict() if hasattr(config, "as_dict") else dict(config)
-    flat: dict[str, Any] = {}
+def global_seed() -> int | bool:
+    """The seed Lightning's ``seed_everything`` gave this process (``PL_GLOBAL_SEED``, which it
+    documents), or False when none: the value the CLI's ``seed_everything`` resolves to."""
+    seed = os.environ.get("PL_GLOBAL_SEED")
+    return int(seed) if seed else False
+
+
+def run_identity(model: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes a run this run: the process's global seed, the model's and the data's
+    settings (less ``NOT_IDENTITY`` and private keys) and, in a W&B sweep, the W&B run id. Flat
+    keys, plain values. A config's ``model`` and ``data`` sections give the same identity as the
+    hyper-parameters the module and data module save from them."""
+    flat: dict[str, Any] = {"seed_everything": global_seed()}
 
     def walk(prefix: str, value: Any) -> None:
-        if under(prefix, NOT_IDENTITY):
+        value = value.as_dict() if hasattr(value, "as_dict") else value  # a config Namespace
+        if under(prefix, NOT_IDENTITY) or prefix.rpartition(".")[2].startswith("_"):
             return
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             for key, inner in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+                walk(f"{prefix}.{key}", inner)
         else:
             flat[prefix] = list(value) if isinstance(value, tuple) else value
 
-    walk("", {k: as_dict.get(k) for k in ("seed_everything", "model", "data")})
+    walk("model", model)
+    walk("data", data)
     flat = {
         k: v if isinstance(v, (int, float, str, bool, list, type(None))) else str(v)
         for k, v in flat.items()

@@ -17,8 +17,9 @@ the epoch; SIGTERM made Lightning exit 0 without a checkpoint. Here:
 * every write goes to a temporary file in the checkpoint folder, is flushed and fsynced, and
   is renamed over the old file (``AtomicCheckpointIO``): a kill during a write leaves the
   previous checkpoint whole;
-* the checkpoint records the run's identity (``run_identity``), so that ``--ckpt_path last``
-  never resumes another run's checkpoint from the same folder.
+* the checkpoint records the run's identity, which the callback computes from the module's and
+  the data module's settings (``run_identity``), so that ``--ckpt_path last`` never resumes
+  another run's checkpoint from the same folder.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from minc_lightning.checkpoint_files import RUN_KEY, atomic_save, next_last_name
+from minc_lightning.checkpoint_files import RUN_KEY, atomic_save, next_last_name, run_identity
 from minc_lightning.errors import BadInput
 
 PREEMPTED_EXIT = 75  # sysexits.h EX_TEMPFAIL: a temporary failure, the job may be retried
@@ -99,7 +100,7 @@ class ResumableCheckpoint(Checkpoint):
         self.every_n_epochs = every_n_epochs
         self.every_n_train_steps = every_n_train_steps
         self.on_signal = on_signal
-        self.run_identity: dict[str, Any] | None = None  # set by the CLI
+        self.run_identity: dict[str, Any] | None = None  # the run's, from what setup is given
         self.last_model_path = ""  # the file this run writes
         self.written = ""  # the newest checkpoint it has written (whole: written atomically)
         self.saved_step: int | None = None
@@ -112,6 +113,8 @@ class ResumableCheckpoint(Checkpoint):
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         folder = checkpoint_folder(self.dirpath, trainer.default_root_dir)
         self.dirpath = trainer.strategy.broadcast(str(folder))
+        data = getattr(trainer.datamodule, "hparams", {})
+        self.run_identity = run_identity(pl_module.hparams, data)
 
     def path(self, trainer: Trainer) -> Path:
         """The file this run writes: the one it resumed from when that is in the folder,
@@ -156,7 +159,7 @@ class ResumableCheckpoint(Checkpoint):
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        if self.run_identity is not None:
+        if self.run_identity is not None:  # None: saved before setup, by hand
             checkpoint[RUN_KEY] = self.run_identity
 
     # --- when --------------------------------------------------------------------------------

@@ -122,7 +122,9 @@ class MINCLightningCLI(LightningCLI):
         fit = self.subcommand == "fit"
         if fit:
             place_sweep_run(trainer)
-        self.identity = run_identity(config) if fit else None
+        # the identity ResumableCheckpoint will record, from the sections it builds from: it
+        # picks this run's checkpoint before anything is built
+        self.identity = run_identity(config["model"], config["data"]) if fit else None
         if trainer.get("enable_progress_bar") is not False and not sys.stdout.isatty():
             # a log file, not a terminal: plain lines instead of carriage-return bar updates
             callbacks = self.trainer_defaults["callbacks"]
@@ -179,12 +181,8 @@ class MINCLightningCLI(LightningCLI):
         return ckpt_path
 
     def before_fit(self) -> None:
-        """Every folder the run writes to is writable before any step is taken; the checkpoint
-        callback knows the run's identity."""
+        """Every folder the run writes to is writable before any step is taken."""
         trainer = self.trainer
-        for callback in trainer.callbacks:
-            if isinstance(callback, ResumableCheckpoint):
-                callback.run_identity = self.identity
         checkpoints = trainer.checkpoint_callback
         if checkpoints is not None and not trainer.fast_dev_run:
             dirpath = getattr(checkpoints, "dirpath", None)

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from minc_lightning._distributed import rank, world_size
 from minc_lightning.checkpoint_files import resume_refused
+from minc_lightning.cli_context import built_by_cli
 from minc_lightning.data.augment import LoaderViews, finish_batch
 from minc_lightning.data.presets import DATASETS, DatasetEntry, Source, shard_entry
 from minc_lightning.data.sampling import (
@@ -185,7 +186,8 @@ class MINCDataModule(LightningDataModule):
         val_split: str | None = "validation",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["augmentation"])
+        # an object is not a setting: the CLI's config of one is (it is part of the run's identity)
+        self.save_hyperparameters(ignore=None if built_by_cli() else ["augmentation"])
         check_arguments(self.hparams)
         self.dataset, self.entry = dataset, entry_of(dataset, root)
         self.preset = self.entry.preset
