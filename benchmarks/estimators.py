@@ -14,9 +14,11 @@ The first three differ only in the Λ term, so their differences are differences
 
 Tuning, on a selection seed that is never reported, cell by cell (estimator × batch):
 
-1. lr (per 256 images, scaled linearly) over factors of 2 from {1, 2, 4}, extended by another
-   factor of 2 whenever the best rate is at an end of the grid, so that the chosen rate always
-   lies inside its grid (a tie goes to the smaller rate);
+1. lr (per 256 images, scaled linearly) over factors of 2 from {1, 2, 4} at batch 64, and at
+   the other batches from batch 64's tuned rate and its two neighbours (at batch 64's mu and
+   alpha: the search then need not climb from lr 1 again), extended by another factor of 2
+   whenever the best rate is at an end of the grid, so that the chosen rate always lies inside
+   its grid (a tie goes to the smaller rate);
 2. ``mu`` (1 or 16) where the loss reads it, at that rate;
 3. ``alpha`` (0.01, 0.1, 1) for ``minc``, at that rate and ``mu``;
 4. when 2 or 3 moved the setting, lr is bracketed again at the new setting.
@@ -28,7 +30,7 @@ added at a batch whose first seeds leave MINC against SCL or BYOL undecided (``u
 Runs that the older comparison (``tuned_quickstart.json``) made at exactly these settings are
 taken over, marked ``from``.
 
-    python -m benchmarks.estimators        # about 100 runs, 4-5 minutes each, about 8 hours
+    python -m benchmarks.estimators   # about 130 runs of 2.5 minutes alone: 5-6 CPU-hours
 
 Writes ``docs/data/estimators.json`` after every run; an interrupted script continues where it
 stopped (``run_missing``). ``benchmarks/report.py`` judges it.
@@ -53,6 +55,7 @@ LR_BOUNDS = (1 / 16, 256.0)  # a rate beyond these is not tried: the grid's end 
 MUS = (1.0, 16.0)
 ALPHAS = (0.01, 0.1, 1.0)
 MORE_SEEDS = (3, 4)  # added where a comparison is still undecided on the first seeds
+CARRY_FROM = 64  # the batch tuned from the defaults; the others start from its setting
 
 # estimator → (the model's settings, which of alpha and mu are tuned)
 ESTIMATORS: dict[str, tuple[dict, tuple[str, ...]]] = {
@@ -99,19 +102,29 @@ def _at(runs: list[dict], **values) -> list[dict]:
     return [r for r in runs if all(r.get(k) == v for k, v in values.items())]
 
 
-def selection(runs: list[dict], estimator: str, batch: int) -> tuple[list[dict], dict | None]:
+def selection(
+    runs: list[dict], estimator: str, batch: int, carry_from: int = CARRY_FROM
+) -> tuple[list[dict], dict | None]:
     """Where tuning one cell stands, from the selection seed's runs so far: the settings still
     to train and, once there are none, the chosen setting (lr, and mu and alpha where tuned);
-    None before. lr at the defaults, then mu, then alpha at that lr, then lr bracketed again
-    around it where they moved. Pure: the tests feed it invented accuracies."""
+    None before. lr first, then mu, then alpha at that lr, then lr bracketed again around it
+    where they moved. At ``carry_from`` the search starts at the defaults and ``LR_START``; at
+    another batch, once ``carry_from`` is tuned, at its setting and its lr's two neighbours
+    (nothing to train before). Pure: the tests feed it invented accuracies."""
     names = ESTIMATORS[estimator][1]
     mine = _at(runs, estimator=estimator, batch_size=batch, seed=SELECTION_SEED)
-    chosen = {k: DEFAULT[k] for k in names}
+    chosen, start = {k: DEFAULT[k] for k in names}, LR_START
+    if batch != carry_from:
+        carried = selection(runs, estimator, carry_from, carry_from)[1]
+        if carried is None:
+            return [], None
+        lr = carried.pop("lr")
+        chosen, start = carried, (lr / 2, lr, lr * 2)
 
     def todo(values: dict, lrs: list[float]) -> tuple[list[dict], None]:
         return [setting(estimator, batch, SELECTION_SEED, r, **values) for r in lrs], None
 
-    if lrs := lr_to_try(_at(mine, **chosen)):
+    if lrs := lr_to_try(_at(mine, **chosen), start):
         return todo(chosen, lrs)
     lr = best(_at(mine, **chosen))["lr"]
     for name, grid in (("mu", MUS), ("alpha", ALPHAS)):
@@ -180,7 +193,7 @@ def main() -> None:
     p.add_argument("--batch_sizes", type=int, nargs="+", default=[64, 256, 32])  # 64 first
     p.add_argument("--estimators", nargs="+", default=list(ESTIMATORS), choices=list(ESTIMATORS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--carry_from", type=int, default=64, help="the batch whose setting is carried")
+    p.add_argument("--carry_from", type=int, default=CARRY_FROM, help="the batch tuned first")
     p.add_argument("--out", type=Path, default=DATA / "estimators.json")
     p.add_argument("--take_over", type=Path, default=DATA / "tuned_quickstart.json")
     p.add_argument("--run_dir", type=Path, default=ROOT / "runs" / "estimators")
@@ -199,7 +212,9 @@ def main() -> None:
     def select(batch: int) -> list[dict]:
         while True:
             runs = run_missing(args.out, [], train)
-            todo = [s for e in args.estimators for s in selection(runs, e, batch)[0]]
+            todo = [
+                s for e in args.estimators for s in selection(runs, e, batch, args.carry_from)[0]
+            ]
             if not todo:
                 return runs
             run_missing(args.out, todo, train)
@@ -208,7 +223,7 @@ def main() -> None:
         """The fresh seeds at ``source``'s settings; with ``close_only``, ``MORE_SEEDS`` where
         the first ones leave a comparison open (and nothing elsewhere)."""
         runs = run_missing(args.out, [], train)
-        chosen = {e: selection(runs, e, source)[1] for e in args.estimators}
+        chosen = {e: selection(runs, e, source, args.carry_from)[1] for e in args.estimators}
         seeds = args.seeds
         if close_only:
             close = set(ESTIMATORS) <= set(chosen) and undecided(runs, batch, chosen)

@@ -884,13 +884,15 @@ def test_the_s3_servers_own_cpu_is_said_beside_the_verdicts_not_as_one():
     assert "used 2.00, 1.00 core-ms per sample" in said[0] and "20%, 10% of the folder" in said[0]
 
 
-def _tune(estimator: str, accuracy) -> tuple[list[dict], dict]:
+def _tune(
+    estimator: str, accuracy, batch: int = 64, runs: list[dict] | None = None
+) -> tuple[list[dict], dict]:
     """Drive ``estimators.selection`` to its end on invented accuracies, as the script does."""
     from benchmarks import estimators
 
-    runs: list[dict] = []
+    runs = [] if runs is None else runs
     for _ in range(40):
-        todo, chosen = estimators.selection(runs, estimator, 64)
+        todo, chosen = estimators.selection(runs, estimator, batch)
         if not todo:
             return runs, chosen
         runs += [s | {"linear": accuracy(s)} for s in todo]
@@ -902,6 +904,28 @@ def test_the_chosen_lr_lies_inside_the_grid_it_was_chosen_from(peak):
     runs, chosen = _tune("byol", lambda s: 0.8 - abs(math.log2(s["lr"] / peak)) / 100)
     assert chosen == {"lr": peak}
     tried = sorted(r["lr"] for r in runs)
+    assert tried[0] < chosen["lr"] < tried[-1]
+
+
+def test_another_batch_tunes_from_batch_64s_setting_and_still_brackets_its_own_lr():
+    """Batch 256 waits for batch 64's tuning, then starts at its setting (mu, alpha) and its
+    lr's two neighbours, and still moves lr, mu and alpha wherever its own optimum lies."""
+    from benchmarks import estimators
+
+    assert estimators.selection([], "minc", 256) == ([], None)  # nothing before 64 is tuned
+
+    def accuracy(s: dict) -> float:  # 64: best at lr 4, alpha 0.1; 256: lr 32, alpha 1
+        peak, alpha = (4.0, 0.1) if s["batch_size"] == 64 else (32.0, 1.0)
+        return 0.8 - abs(math.log2(s["lr"] / peak)) / 100 - (s["alpha"] != alpha) / 1000
+
+    at_64, chosen_64 = _tune("minc", accuracy)
+    assert chosen_64 == {"lr": 4.0, "mu": 1.0, "alpha": 0.1}
+    runs, chosen = _tune("minc", accuracy, 256, list(at_64))
+    at_256 = [r for r in runs if r["batch_size"] == 256]
+    assert [r["lr"] for r in at_256[:3]] == [2.0, 4.0, 8.0]  # batch 64's rate and neighbours
+    assert at_256[0]["alpha"] == 0.1  # at batch 64's alpha
+    assert chosen == {"lr": 32.0, "mu": 1.0, "alpha": 1.0}
+    tried = sorted({r["lr"] for r in at_256 if r["alpha"] == 1.0})
     assert tried[0] < chosen["lr"] < tried[-1]
 
 
