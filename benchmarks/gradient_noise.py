@@ -44,7 +44,7 @@ from benchmarks import spectral_exact as exact
 from benchmarks.common import CLI_HELP, DATA, ROOT
 from benchmarks.estimators import arguments, setting
 from benchmarks.runner import final_point, run_missing
-from minc_lightning.data import MINCDataModule
+from minc_lightning.data.module import MINCDataModule, saved_settings
 
 BATCHES = (32, 64, 256)
 WARM = 50  # batches of Λ's EMA at fixed weights before measuring (rates ≥ 0.03 per step)
@@ -142,7 +142,8 @@ class NoiseProbe(L.Callback):
         self.data: MINCDataModule | None = None
 
     def on_train_start(self, trainer, pl_module) -> None:
-        settings = {k: v for k, v in trainer.datamodule.hparams.items() if not k.startswith("_")}
+        training = trainer.datamodule
+        settings = saved_settings(training.hparams) | {"augmentation": training.augmentation}
         # its own loaders, so training's stay untouched; in this process, since a loader made
         # at every point would leave its persistent workers behind
         self.data = MINCDataModule(**settings | {"num_workers": 0})

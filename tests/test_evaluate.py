@@ -140,3 +140,32 @@ def test_scoring_leaves_the_callers_random_state_as_it_was():
     assert (
         scoring.linear_accuracy(scoring.SplitFeatures(x, y, x, y, 4), epochs=2) == first
     )  # and repeatable
+
+
+def test_a_checkpoint_trained_on_given_views_is_evaluated_and_embedded(tmp_path):
+    """The CLI saves a given augmentation's config with the data settings (it is part of the
+    run's identity); evaluation and embedding rebuild the data module without it, since they
+    use the eval transform only, instead of handing a config where an object is expected."""
+    import numpy as np
+    import yaml
+    from dataset_files import write_fashion_mnist
+    from test_fit import quick_args
+
+    from minc_lightning.commands.embed import Data, embed
+    from minc_lightning.commands.fit import run_cli
+
+    write_fashion_mnist(tmp_path / "data", n_train=16, n_test=8)
+    views = {"class_path": "lightly.transforms.SimCLRTransform", "init_args": {"input_size": 16}}
+    config = tmp_path / "views.yaml"
+    config.write_text(yaml.safe_dump({"data": {"augmentation": views, "image_size": 16}}))
+    run = tmp_path / "run"
+    run_cli(
+        ["fit", *quick_args(tmp_path / "data", run), "--trainer.logger=false", f"--config={config}"]
+    )
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    saved = torch.load(ckpt, weights_only=True)["datamodule_hyper_parameters"]
+    assert saved["augmentation"]["class_path"] == views["class_path"]  # recorded, as a config
+    result = evaluate.knn(ckpt, k=3, num_workers=0)
+    assert 0.0 <= result["top1"] <= 1.0
+    out = embed(ckpt, str(tmp_path / "f.npz"), Data(), "val", num_workers=0)
+    assert len(np.load(out)["features"]) == 8  # every validation image

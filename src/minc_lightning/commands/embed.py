@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from minc_lightning.checkpoint_files import load_checkpoint
 from minc_lightning.data.images import CheckedImageFolder
-from minc_lightning.data.module import MINCDataModule
+from minc_lightning.data.module import MINCDataModule, saved_settings
 from minc_lightning.data.presets import PRESETS
 from minc_lightning.errors import (
     BadCheckpoint,
@@ -88,7 +88,7 @@ def data_settings(saved: dict[str, Any], data: Data, num_workers: int) -> dict[s
     """The data module's settings: the checkpoint's, overridden by what ``data`` sets. Another
     dataset keeps only the image size the network was trained at. Every image of the split is
     embedded (no subset); an unreadable one raises, for ``Rows`` to apply ``on_corrupt``."""
-    saved = {k: v for k, v in saved.items() if not k.startswith("_")}  # CLI bookkeeping
+    saved = saved_settings(saved)
     given = {k: v for k, v in asdict(data).items() if v is not None and k != "on_corrupt"}
     if str(given.get("label_column", "")).lower() in ("none", "null"):
         given["label_column"] = None

@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import Unpack  # typing's from Python 3.11
 
 from minc_lightning.checkpoint_files import load_checkpoint
-from minc_lightning.data.module import MINCDataModule
+from minc_lightning.data.module import MINCDataModule, saved_settings
 from minc_lightning.errors import BadCheckpoint, reports_user_errors
 from minc_lightning.loading import Network, device_named, load_backbone
 from minc_lightning.scoring import (
@@ -49,7 +49,7 @@ def request_features(request: Request) -> SplitFeatures:
             f"{request.ckpt} has no data configuration; evaluate checkpoints of "
             "`minc-lightning fit`"
         )
-    data_hp = {k: v for k, v in data_hp.items() if not k.startswith("_")}  # CLI bookkeeping
+    data_hp = saved_settings(data_hp)
     data_hp.update(batch_size=request.batch_size, num_workers=request.num_workers)
     if request.root is not None:
         data_hp["root"] = request.root

@@ -15,6 +15,7 @@ and readers are the table ``minc_lightning.data.DATASETS``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -351,6 +352,14 @@ class MINCDataModule(LightningDataModule):
         if dataset is None:
             raise MissingPath(f"{self.dataset} at {self.root} has no {split} split")
         return self._loader(subset(dataset, n if limit is None else min(n or limit, limit)), False)
+
+
+def saved_settings(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """A data module's saved hyper-parameters as the arguments that build it again: less the
+    CLI's bookkeeping (``_instantiator``) and the training views' config (``augmentation``, a
+    class path and init args: it names the run, but the rebuilt module is handed no object and
+    makes its preset's views; pass ``augmentation=`` to train on the same ones)."""
+    return {k: v for k, v in hparams.items() if not k.startswith("_") and k != "augmentation"}
 
 
 def count_classes(classes: list[str], root: Any) -> int:
