@@ -131,10 +131,15 @@ def context(result: dict, draw) -> dict | None:
         for (e, b), s in sorted(chosen.items())
     )
     reported = sum(r["seed"] != study.SELECTION_SEED for r in runs)
+    own = [r for r in runs if not r.get("from")]  # the others: the older comparison's runs
+    hours = sum(r.get("wall_seconds", 0.0) for r in own) / 3600
     cells = len(study.ESTIMATORS) * 3
     at_bound = [f"{NAMES[e]} at {b}" for (e, b), s in chosen.items() if s["lr"] in study.LR_BOUNDS]
     progress = (
-        f"So far: {len(runs)} runs ({reported} reported), {len(chosen)} of {cells} cells tuned"
+        f"So far: {len(runs)} runs ({reported} reported; {len(runs) - len(own)} taken over "
+        f"from `tuned_quickstart.json`), {hours:.1f} hours of wall time on 2 CPU cores for this "
+        f"study's own (training and evaluation, some beside other work), {len(chosen)} of "
+        f"{cells} cells tuned"
         + (f" ({tuned_text})" if tuned_text else "")
         + (
             f"; chosen at a bound of the lr grid, so not inside it: {', '.join(at_bound)}"
