@@ -25,13 +25,13 @@ STEP = [  # one training step
     ),
 ]
 LIFE = [  # a run's life
-    ("start", "commands/fit.py", "config, run identity,\n--ckpt_path last /\nlast_if_present"),
+    ("start", "commands/fit.py", "config; --ckpt_path last /\nlast_if_present: this\nrun's, by its identity"),
     (
         "resume checks",
         "checkpoint_files.py",
         "identity, weights, batch\n(ResumeRecord);\ndata/module.py: stream",
     ),
-    ("checkpoints", "callbacks/checkpoint.py", "last.ckpt at epoch ends,\nevery N steps, atomic"),
+    ("checkpoints", "callbacks/checkpoint.py", "records the run identity;\nlast.ckpt at epoch ends,\nevery N steps, atomic"),
     ("preemption", "callbacks/checkpoint.py", "SIGTERM / SIGUSR1:\nexact position,\nexit 75"),
     ("summary", "callbacks/summary.py", "checkpoint read back,\naccuracy, what next"),
 ]
