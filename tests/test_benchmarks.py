@@ -1184,6 +1184,16 @@ def test_the_noise_verdict_pairs_seeds_and_points():
     quiet = noise_section.verdicts({"exact": exact(0.5)})[0]
     assert quiet.verdict == "holds" and "0.50×" in quiet.numbers
     assert noise_section.verdicts({"exact": exact(2.0)})[0].verdict == "does not hold"
+    # a point where SCL's mean gradient was too small to measure leaves the pairing intact:
+    # that pair is left out, named, and the other pairs still decide (unpaired, the seeds'
+    # spread would hide the factor)
+    unmeasured = exact(0.5)
+    unmeasured[1]["relative"] = None  # SCL, seed 0, point 0, batch 32
+    found = noise_section.verdicts({"exact": unmeasured})[0]
+    assert found.verdict == "holds" and "0.50×" in found.numbers
+    assert "left out, a mean gradient too small to measure: SCL at batch 32, seed 0, point 0" in (
+        found.numbers
+    )
 
 
 def test_the_carried_alpha_is_judged_only_once_every_cell_has_run():
