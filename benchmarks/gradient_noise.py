@@ -22,7 +22,7 @@ batch-moment control (alpha 1, full Λ: SCL's pair term inside MINC's network) a
   backbone's, the part every network shares.
 
     python -m benchmarks.gradient_noise --part exact   # minutes
-    python -m benchmarks.gradient_noise --part real    # 18 runs, about 6 minutes each
+    python -m benchmarks.gradient_noise --part real    # 18 runs, about an hour alone
 
 Writes ``docs/data/gradient_noise.json`` (``exact`` and ``runs``); the real runs resume
 (``run_missing``).
