@@ -33,7 +33,11 @@ taken over, marked ``from``.
     python -m benchmarks.estimators   # about 130 runs of 2.5 minutes alone: 5-6 CPU-hours
 
 Writes ``docs/data/estimators.json`` after every run; an interrupted script continues where it
-stopped (``run_missing``). ``benchmarks/report.py`` judges it.
+stopped (``run_missing``). ``benchmarks/report.py`` judges it. Once batch 64 is tuned, the other
+batches may be tuned at once, one process per core sharing the file:
+
+    OMP_NUM_THREADS=1 python -m benchmarks.estimators --batch_sizes 64 256 &
+    OMP_NUM_THREADS=1 python -m benchmarks.estimators --batch_sizes 64 32
 """
 
 from __future__ import annotations

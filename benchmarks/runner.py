@@ -6,11 +6,14 @@ added, the score of its end (``final_point``) by ``minc-lightning-eval``'s proto
 from __future__ import annotations
 
 import copy
+import fcntl
 import json
+import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -140,21 +143,43 @@ def final_point(
     return point | ({"baselines": curve.result["baselines"]} if baselines else {})
 
 
+def _read(out: Path) -> dict:
+    try:
+        return json.loads(out.read_text()) if out.exists() else {"runs": []}
+    except json.JSONDecodeError as error:  # the runs it holds took hours: never overwrite them
+        raise SystemExit(f"{out} is not valid JSON ({error}); mend or move it") from error
+
+
+@contextmanager
+def _locked(out: Path):
+    """Holds a lock on ``out``'s folder (no lock file is left behind): two studies writing one
+    file keep each other's runs."""
+    folder = os.open(out.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(folder)  # closing releases the lock
+
+
 def run_missing(out: Path, settings: list[dict], train: Callable[[dict], dict]) -> list[dict]:
     """``train(setting)`` for each setting that ``out`` (a JSON file of ``{"runs": [...]}``)
     does not hold yet, saving after every run so that an interrupted script resumes; returns
-    every run. A run holds a setting when it has each of the setting's keys and values."""
+    every run. A run holds a setting when it has each of the setting's keys and values.
+
+    The file is read again before each setting and under a lock before each save, so that
+    processes sharing the file (one tuning batch 32, another batch 256, each on its own core)
+    neither train a setting another has saved nor drop another's runs."""
     out.parent.mkdir(parents=True, exist_ok=True)  # before hours of training, not after
-    try:
-        result = json.loads(out.read_text()) if out.exists() else {"runs": []}
-    except json.JSONDecodeError as error:  # the runs it holds took hours: never overwrite them
-        raise SystemExit(f"{out} is not valid JSON ({error}); mend or move it") from error
     for setting in settings:
-        if any(setting.items() <= run.items() for run in result["runs"]):
+        if any(setting.items() <= run.items() for run in _read(out)["runs"]):
             continue
-        result["runs"].append(setting | train(setting))
-        partial = out.with_name(out.name + ".partial")  # a kill mid-write keeps the old file
-        partial.write_text(json.dumps(result, indent=1))
-        partial.replace(out)
-        print(json.dumps(result["runs"][-1]), flush=True)
-    return result["runs"]
+        run = setting | train(setting)
+        with _locked(out):
+            result = _read(out)
+            result["runs"].append(run)
+            partial = out.with_name(out.name + ".partial")  # a kill mid-write keeps the old file
+            partial.write_text(json.dumps(result, indent=1))
+            partial.replace(out)
+        print(json.dumps(run), flush=True)
+    return _read(out)["runs"]

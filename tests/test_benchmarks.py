@@ -1247,3 +1247,22 @@ def test_a_cell_chosen_at_a_bound_of_the_lr_grid_is_said():
     text = estimators_section.context({"runs": runs}, lambda fig, name: "")["progress"]
     assert "chosen at a bound of the lr grid, so not inside it: BYOL at 64" in text
     assert estimators.selection(runs[:2], "byol", 64)[1] is None  # not tuned yet: no setting
+
+
+def test_run_missing_keeps_the_runs_another_process_saves_meanwhile(tmp_path):
+    """Two studies sharing one results file (one per core) neither drop nor repeat each
+    other's runs: the file is read again before each setting and before each save."""
+    from benchmarks.runner import run_missing
+
+    out, trained = tmp_path / "runs.json", []
+
+    def train(setting: dict) -> dict:
+        trained.append(setting)
+        if setting["seed"] == 0:  # meanwhile, another process saves seeds 5 and 1
+            run_missing(out, [{"seed": 5}, {"seed": 1}], lambda s: {"linear": 0.1})
+        return {"linear": 0.5}
+
+    runs = run_missing(out, [{"seed": 0}, {"seed": 1}], train)
+    assert trained == [{"seed": 0}]  # seed 1 was saved by the other process: not trained again
+    assert sorted(r["seed"] for r in runs) == [0, 1, 5]
+    assert json.loads(out.read_text())["runs"] == runs
