@@ -169,14 +169,20 @@ def run_missing(out: Path, settings: list[dict], train: Callable[[dict], dict]) 
 
     The file is read again before each setting and under a lock before each save, so that
     processes sharing the file (one tuning batch 32, another batch 256, each on its own core)
-    neither train a setting another has saved nor drop another's runs."""
+    neither train a setting another has saved, nor save one twice, nor drop another's runs."""
     out.parent.mkdir(parents=True, exist_ok=True)  # before hours of training, not after
+
+    def held(runs: list[dict]) -> bool:
+        return any(setting.items() <= run.items() for run in runs)
+
     for setting in settings:
-        if any(setting.items() <= run.items() for run in _read(out)["runs"]):
+        if held(_read(out)["runs"]):
             continue
         run = setting | train(setting)
         with _locked(out):
             result = _read(out)
+            if held(result["runs"]):  # another process trained it at the same time: keep one
+                continue
             result["runs"].append(run)
             partial = out.with_name(out.name + ".partial")  # a kill mid-write keeps the old file
             partial.write_text(json.dumps(result, indent=1))

@@ -1266,3 +1266,10 @@ def test_run_missing_keeps_the_runs_another_process_saves_meanwhile(tmp_path):
     assert trained == [{"seed": 0}]  # seed 1 was saved by the other process: not trained again
     assert sorted(r["seed"] for r in runs) == [0, 1, 5]
     assert json.loads(out.read_text())["runs"] == runs
+
+    def train_too(setting: dict) -> dict:  # the other process trains seed 2 at the same time
+        run_missing(out, [{"seed": 2}], lambda s: {"linear": 0.1})
+        return {"linear": 0.5}
+
+    runs = run_missing(out, [{"seed": 2}], train_too)
+    assert [r["linear"] for r in runs if r["seed"] == 2] == [0.1]  # saved once, the first
