@@ -137,8 +137,9 @@ def context(result: dict, draw) -> dict | None:
     at_bound = [f"{NAMES[e]} at {b}" for (e, b), s in chosen.items() if s["lr"] in study.LR_BOUNDS]
     progress = (
         f"So far: {len(runs)} runs ({reported} reported; {len(runs) - len(own)} taken over "
-        f"from `tuned_quickstart.json`), {hours:.1f} hours of wall time for this study's own "
-        f"(training and evaluation, some beside other work), {len(chosen)} of "
+        f"from `tuned_quickstart.json`), {hours:.1f} hours of wall time summed over this "
+        f"study's own (training and evaluation; a run that shared the cores, with another run "
+        f"or other work, counts its whole wall time), {len(chosen)} of "
         f"{cells} cells tuned"
         + (f" ({tuned_text})" if tuned_text else "")
         + (
