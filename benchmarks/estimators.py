@@ -49,7 +49,17 @@ from pathlib import Path
 
 from benchmarks.common import CLI_HELP, DATA, ROOT
 from benchmarks.runner import final_point, run_missing
-from benchmarks.verdicts import BYOL_MARGIN, EQUIVALENT, Sample, compare, equivalence_per_batch
+from benchmarks.verdicts import (
+    ALPHA,
+    BYOL_MARGIN,
+    DIFFERENT,
+    EQUIVALENT,
+    Sample,
+    compare,
+    corrected,
+    equivalence,
+    paired,
+)
 
 CONFIG = ROOT / "configs" / "quickstart.yaml"
 SELECTION_SEED = 100
@@ -156,16 +166,19 @@ def scores(runs: list[dict], estimator: str, batch: int, chosen: dict) -> Sample
     return Sample([r["linear"] for r in mine], [r["seed"] for r in mine])
 
 
-def undecided(runs: list[dict], batch: int, chosen: dict[str, dict]) -> bool:
-    """Whether the seeds so far leave a comparison at ``batch`` open (the margin is close): MINC
-    against SCL ties by the rule, or MINC and BYOL are neither equivalent within
-    ``BYOL_MARGIN`` nor told apart. ``chosen``: each estimator's setting."""
+def undecided(runs: list[dict], batch: int, chosen: dict[str, dict], batches: int = 3) -> bool:
+    """Whether the seeds so far leave a comparison at ``batch`` open, by the rules that judge the
+    claims over ``batches`` batch sizes (each test at ALPHA / ``batches``): MINC against SCL
+    ties, or MINC − BYOL is neither equivalent within ``BYOL_MARGIN`` nor beyond it.
+    ``chosen``: each estimator's setting."""
     minc, scl, byol = (scores(runs, e, batch, chosen[e]) for e in ("minc", "scl", "byol"))
     if min(len(minc), len(scl), len(byol)) < 2:
         return False  # nothing to judge yet
-    verdict, _ = equivalence_per_batch({batch: minc}, {batch: byol}, BYOL_MARGIN)[batch]
-    told_apart = compare(minc, byol) != "tie"
-    return compare(minc, scl) == "tie" or (verdict != EQUIVALENT and not told_apart)
+    pairs = paired(minc, byol)
+    x, y = pairs if pairs else (minc, byol)
+    level = corrected(ALPHA, batches)
+    verdict, _ = equivalence(x, y, BYOL_MARGIN, paired=pairs is not None, alpha=level)
+    return compare(minc, scl, tests=batches) == "tie" or verdict not in (EQUIVALENT, DIFFERENT)
 
 
 def arguments(run: dict) -> list[str]:
@@ -230,7 +243,7 @@ def main() -> None:
         chosen = {e: selection(runs, e, source, args.carry_from)[1] for e in args.estimators}
         seeds = args.seeds
         if close_only:
-            close = set(ESTIMATORS) <= set(chosen) and undecided(runs, batch, chosen)
+            close = set(ESTIMATORS) <= set(chosen) and undecided(runs, batch, chosen, len(batches))
             seeds = [seed for seed in MORE_SEEDS if close and seed not in args.seeds]
         reported = [
             setting(e, batch, seed, **chosen[e])

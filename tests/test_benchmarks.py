@@ -966,6 +966,10 @@ def test_the_carried_setting_is_reported_at_every_batch_before_other_cells_are_t
         ((0.85, 0.86, 0.84), (0.85, 0.86, 0.84), (0.86, 0.84, 0.85), True),  # MINC-SCL ties
         ((0.85, 0.80, 0.88), (0.84, 0.83, 0.86), (0.70, 0.71, 0.69), True),  # BYOL: wide
         ((0.85, 0.86, 0.84), (0.80, 0.81, 0.79), (0.70, 0.71, 0.69), False),  # BYOL: apart
+        # MINC − BYOL told apart from 0 but not from the 1-point margin: the claims stay open
+        ((0.852, 0.860, 0.848), (0.840, 0.849, 0.835), (0.70, 0.71, 0.69), True),
+        # MINC behind SCL at ALPHA, a tie at ALPHA / 3: the "every batch" claim's own rule
+        ((0.85, 0.86, 0.84), (0.85, 0.86, 0.84), (0.855, 0.870, 0.855), True),
     ],
 )
 def test_more_seeds_go_where_the_first_three_leave_a_comparison_open(minc, byol, scl, close):
