@@ -136,7 +136,8 @@ def context(result: dict, draw) -> dict | None:
     cells = len(study.ESTIMATORS) * 3
     at_bound = [f"{NAMES[e]} at {b}" for (e, b), s in chosen.items() if s["lr"] in study.LR_BOUNDS]
     progress = (
-        f"So far: {len(runs)} runs ({reported} reported; {len(runs) - len(own)} taken over "
+        f"{'So far' if len(chosen) < cells else 'In all'}: {len(runs)} runs ({reported} "
+        f"reported; {len(runs) - len(own)} taken over "
         f"from `tuned_quickstart.json`), {hours:.1f} hours of wall time summed over this "
         f"study's own (training and evaluation; a run that shared the cores, with another run "
         f"or other work, counts its whole wall time), {len(chosen)} of "
