@@ -25,6 +25,7 @@ from benchmarks.verdicts import (
     claim_close_to_byol,
     claim_every_batch,
     claim_small_vs_large,
+    compare,
     equivalence_per_batch,
 )
 
@@ -78,6 +79,21 @@ def differs(minc: dict[int, Sample], byol: dict[int, Sample]) -> tuple[str, list
     if DIFFERENT in found:
         return HOLDS, parts
     return (FAILS if all(v == EQUIVALENT for v in found) else UNSURE), parts
+
+
+def worse_than_carried(
+    tuned: dict[str, dict[int, Sample]], carried: dict[str, dict[int, Sample]]
+) -> list[str]:
+    """The cells whose own setting, chosen on the one selection seed, is behind batch 64's
+    carried setting on the fresh seeds (paired, by ``compare``): where a per-cell verdict rests
+    partly on a selection seed's luck."""
+    out = []
+    for estimator, cells in tuned.items():
+        for batch, mine in sorted(cells.items()):
+            other = carried.get(estimator, {}).get(batch)
+            if len(mine) >= 2 and other and len(other) >= 2 and compare(mine, other) == "behind":
+                out.append(f"{NAMES[estimator]} at {batch} ({pm(mine)}% against {pm(other)}%)")
+    return out
 
 
 def verdicts(result: dict) -> list[Verdict]:
@@ -148,7 +164,14 @@ def context(result: dict, draw) -> dict | None:
             if at_bound
             else ""
         )
-        + ". Linear top-1 (%), mean ± sd over the fresh seeds (their count in brackets):"
+        + "."
+        + (
+            " Tuned per cell yet behind batch 64's carried setting on the fresh seeds (the one "
+            f"selection seed chose worse): {'; '.join(worse)}."
+            if (worse := worse_than_carried(tuned, carried))
+            else ""
+        )
+        + " Linear top-1 (%), mean ± sd over the fresh seeds (their count in brackets):"
     )
     found = verdicts(result)
     return {

@@ -1277,3 +1277,17 @@ def test_run_missing_keeps_the_runs_another_process_saves_meanwhile(tmp_path):
 
     runs = run_missing(out, [{"seed": 2}], train_too)
     assert [r["linear"] for r in runs if r["seed"] == 2] == [0.1]  # saved once, the first
+
+
+def test_the_page_names_a_cell_whose_own_setting_is_behind_the_carried_one():
+    """A setting chosen on one selection seed can lose on the fresh seeds: the page says where."""
+    from benchmarks.estimators_section import worse_than_carried
+    from benchmarks.verdicts import Sample
+
+    seeds = [0, 1, 2]
+    tuned = {"byol": {32: Sample([0.840, 0.845, 0.842], seeds), 64: Sample([0.85] * 3, seeds)}}
+    carried = {"byol": {32: Sample([0.853, 0.854, 0.852], seeds), 64: Sample([0.85] * 3, seeds)}}
+    assert worse_than_carried(tuned, carried) == [
+        "BYOL at 32 (84.23 ± 0.25% against 85.30 ± 0.10%)"
+    ]
+    assert worse_than_carried(carried, tuned) == []  # ahead of the carried one: nothing to say
