@@ -30,7 +30,7 @@ added at a batch whose first seeds leave MINC against SCL or BYOL undecided (``u
 Runs that the older comparison (``tuned_quickstart.json``) made at exactly these settings are
 taken over, marked ``from``.
 
-    python -m benchmarks.estimators   # about 130 runs of 2.5 minutes alone: 5-6 CPU-hours
+    python -m benchmarks.estimators   # 158 runs of its own, 2.5 minutes each alone: 9.4 hours
 
 Writes ``docs/data/estimators.json`` after every run; an interrupted script continues where it
 stopped (``run_missing``). ``benchmarks/report.py`` judges it. Once batch 64 is tuned, the other

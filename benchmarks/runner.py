@@ -172,16 +172,16 @@ def run_missing(out: Path, settings: list[dict], train: Callable[[dict], dict]) 
     neither train a setting another has saved, nor save one twice, nor drop another's runs."""
     out.parent.mkdir(parents=True, exist_ok=True)  # before hours of training, not after
 
-    def held(runs: list[dict]) -> bool:
+    def held(setting: dict, runs: list[dict]) -> bool:
         return any(setting.items() <= run.items() for run in runs)
 
     for setting in settings:
-        if held(_read(out)["runs"]):
+        if held(setting, _read(out)["runs"]):
             continue
         run = setting | train(setting)
         with _locked(out):
             result = _read(out)
-            if held(result["runs"]):  # another process trained it at the same time: keep one
+            if held(setting, result["runs"]):  # another process trained it meanwhile: keep one
                 continue
             result["runs"].append(run)
             partial = out.with_name(out.name + ".partial")  # a kill mid-write keeps the old file
