@@ -50,15 +50,12 @@ from pathlib import Path
 from benchmarks.common import CLI_HELP, DATA, ROOT
 from benchmarks.runner import final_point, run_missing
 from benchmarks.verdicts import (
-    ALPHA,
     BYOL_MARGIN,
     DIFFERENT,
     EQUIVALENT,
     Sample,
     compare,
-    corrected,
-    equivalence,
-    paired,
+    equivalence_by_seed,
 )
 
 CONFIG = ROOT / "configs" / "quickstart.yaml"
@@ -174,10 +171,7 @@ def undecided(runs: list[dict], batch: int, chosen: dict[str, dict], batches: in
     minc, scl, byol = (scores(runs, e, batch, chosen[e]) for e in ("minc", "scl", "byol"))
     if min(len(minc), len(scl), len(byol)) < 2:
         return False  # nothing to judge yet
-    pairs = paired(minc, byol)
-    x, y = pairs if pairs else (minc, byol)
-    level = corrected(ALPHA, batches)
-    verdict, _ = equivalence(x, y, BYOL_MARGIN, paired=pairs is not None, alpha=level)
+    verdict, _ = equivalence_by_seed(minc, byol, BYOL_MARGIN, tests=batches)
     return compare(minc, scl, tests=batches) == "tie" or verdict not in (EQUIVALENT, DIFFERENT)
 
 

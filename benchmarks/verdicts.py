@@ -236,13 +236,16 @@ def equivalence_per_batch(
     """``equivalence`` at each batch size both have, paired by seed where the seeds are shared,
     ALPHA shared among the batch sizes (a claim over all of them)."""
     sizes = sorted(set(a) & set(b))
-    level = corrected(ALPHA, len(sizes))
-    out = {}
-    for n in sizes:
-        pairs = paired(a[n], b[n])
-        x, y = pairs if pairs else (a[n], b[n])
-        out[n] = equivalence(x, y, margin, paired=pairs is not None, alpha=level)
-    return out
+    return {n: equivalence_by_seed(a[n], b[n], margin, tests=len(sizes)) for n in sizes}
+
+
+def equivalence_by_seed(
+    a: list[float], b: list[float], margin: float, tests: int = 1
+) -> tuple[str, Interval]:
+    """``equivalence``, paired by seed where the seeds are shared, at ALPHA / ``tests``."""
+    pairs = paired(a, b)
+    x, y = pairs if pairs else (a, b)
+    return equivalence(x, y, margin, paired=pairs is not None, alpha=corrected(ALPHA, tests))
 
 
 def corrected(alpha: float, claims: int) -> float:
